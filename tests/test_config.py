@@ -1,0 +1,175 @@
+"""Task YAML loading: every shipped task validates, and every kind of bad input names file, line and key."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from harness.config import SEARCH_SPACES_DIR, apply_overrides, load_task, metric_names, recipe_keys
+from harness.errors import HarnessError
+from tests.conftest import LEGAL_YAML
+
+
+@pytest.mark.parametrize("path", sorted(SEARCH_SPACES_DIR.rglob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_task_yaml_loads(path):
+    config = load_task(str(path))
+    assert config.task.name == path.stem
+    assert {"smoke", "cpu", "gpu"} <= set(config.profiles)
+
+
+def test_legal_declares_the_seven_fields_with_their_types(legal):
+    assert {name: spec.type for name, spec in legal.fields.items()} == {
+        "plaintiff": "string",
+        "defendant": "string",
+        "dispute_subject": "enum",
+        "decision": "enum",
+        "claim_amount": "number",
+        "awarded_amount": "number",
+        "initiator": "enum",
+    }
+    assert legal.fields["decision"].values == ("satisfied", "partially_satisfied", "dismissed")
+    assert len(legal.fields["dispute_subject"].values) == 8
+
+
+def test_legal_seed_recipe_is_the_standard_qlora_recipe(legal):
+    recipe = legal.recipe
+    assert (recipe.lora.r, recipe.lora.resolved_alpha, recipe.lora.target_modules) == (16, 32, "attn")
+    assert (recipe.train.learning_rate, recipe.quantization) == (2e-4, "nf4")
+
+
+def test_legal_search_space_has_the_agreed_defaults(legal):
+    params = legal.search.params
+    assert params["lora.r"].choices == (4, 8, 16, 32, 64)
+    assert params["lora.alpha_ratio"].choices == (0.5, 1, 2, 4)
+    assert params["lora.target_modules"].choices == ("attn", "mlp", "all")
+    assert (params["train.learning_rate"].low, params["train.learning_rate"].high) == (1e-5, 1e-3)
+    assert params["train.learning_rate"].log is True
+    assert params["quantization"].choices == ("none", "int8", "nf4")
+    assert legal.search.objective.metric == "f1_micro"
+
+
+def test_metric_names_cover_every_field_and_enum(legal):
+    names = metric_names(legal.fields)
+    assert names[:2] == ["n", "f1_micro"]
+    assert "f1_claim_amount" in names and "acc_initiator" in names and "acc_claim_amount" not in names
+    assert names[-3:] == ["exact_match", "json_valid_rate", "schema_valid_rate"]
+
+
+def test_overrides_replace_dotted_keys_and_validate(legal):
+    recipe = apply_overrides(legal.recipe, {"lora.r": 32, "quantization": "int8", "lora.alpha_ratio": 2})
+    assert (recipe.lora.r, recipe.quantization, recipe.lora.resolved_alpha) == (32, "int8", 64)
+    assert "lora.r" in recipe_keys(recipe) and "train.learning_rate" in recipe_keys(recipe)
+
+
+def test_override_of_an_unknown_key_names_the_known_keys(legal):
+    with pytest.raises(HarnessError, match=r"unknown recipe key 'lora.rank'; known keys: lora.r, lora.alpha"):
+        apply_overrides(legal.recipe, {"lora.rank": 8})
+
+
+def test_override_with_a_bad_value_says_what_was_expected(legal):
+    with pytest.raises(HarnessError, match=r"quantization: Input should be 'none', 'int8' or 'nf4' \(got 'nf5'\)"):
+        apply_overrides(legal.recipe, {"quantization": "nf5"})
+
+
+def _line_of(path, needle):
+    return next(i for i, line in enumerate(path.read_text().splitlines(), start=1) if needle in line)
+
+
+def test_malformed_yaml_names_file_line_and_column(task_copy):
+    path, _ = task_copy(text="task:\n  name: legal\n  instruction: [unclosed\nfields: {}\n")
+    with pytest.raises(HarnessError, match=rf"{re.escape(str(path))}:4:7: malformed YAML: expected ',' or ']'"):
+        load_task(str(path))
+
+
+def test_unknown_key_is_named_with_its_line_and_the_allowed_keys(task_copy):
+    path, _ = task_copy(lambda d: d["recipe"]["lora"].update(rank=8))
+    with pytest.raises(HarnessError) as error:
+        load_task(str(path))
+    line = _line_of(path, "rank:")
+    assert str(error.value) == (
+        f"{path}:{line}: unknown key 'recipe.lora.rank';"
+        " expected one of: r, alpha, alpha_ratio, dropout, target_modules, use_rslora"
+    )
+
+
+def test_missing_section_is_named(task_copy):
+    path, _ = task_copy(lambda d: d.pop("search"))
+    with pytest.raises(HarnessError, match=r":1: missing required key 'search'"):
+        load_task(str(path))
+
+
+def test_range_with_low_above_high_is_an_error_at_its_line(task_copy):
+    path, _ = task_copy(lambda d: d["search"]["params"]["train.learning_rate"].update(low=0.1, high=0.001))
+    with pytest.raises(HarnessError) as error:
+        load_task(str(path))
+    line = _line_of(path, "train.learning_rate:")
+    assert f"{path}:{line}: search.params.train.learning_rate: low (0.1) is greater than high (0.001)" in str(
+        error.value
+    )
+
+
+def test_search_choice_outside_the_recipe_type_is_an_error(task_copy):
+    path, _ = task_copy(lambda d: d["search"]["params"]["quantization"].update(choices=["none", "nf5"]))
+    with pytest.raises(HarnessError, match=r"search\.params\.quantization\.choices\[1\]: 'nf5' is not a valid value"):
+        load_task(str(path))
+
+
+def test_enum_field_without_values_is_an_error(task_copy):
+    path, _ = task_copy(lambda d: d["fields"]["decision"].pop("values"))
+    with pytest.raises(HarnessError, match=r"fields\.decision: an enum field needs a non-empty 'values' list"):
+        load_task(str(path))
+
+
+def test_values_on_a_non_enum_field_is_an_error(task_copy):
+    path, _ = task_copy(lambda d: d["fields"]["plaintiff"].update(values=["a"]))
+    with pytest.raises(HarnessError, match=r"'values' is only allowed on enum fields, not on a string field"):
+        load_task(str(path))
+
+
+def test_unknown_field_type_lists_the_types(task_copy):
+    path, _ = task_copy(lambda d: d["fields"]["plaintiff"].update(type="text"))
+    with pytest.raises(HarnessError, match=r"fields\.plaintiff\.type: Input should be 'string', 'number', 'enum'"):
+        load_task(str(path))
+
+
+def test_objective_metric_must_be_a_metric_of_the_task(task_copy):
+    path, _ = task_copy(lambda d: d["search"]["objective"].update(metric="f1_judge"))
+    with pytest.raises(HarnessError, match=r"search\.objective\.metric: 'f1_judge' is not a metric of this task"):
+        load_task(str(path))
+
+
+def test_both_alpha_and_alpha_ratio_is_an_error(task_copy):
+    path, _ = task_copy(lambda d: d["recipe"]["lora"].update(alpha_ratio=2))
+    with pytest.raises(HarnessError, match=r"recipe\.lora: give alpha or alpha_ratio, not both"):
+        load_task(str(path))
+
+
+def test_missing_profile_is_named(task_copy):
+    path, _ = task_copy(lambda d: d["profiles"].pop("gpu"))
+    with pytest.raises(HarnessError, match=r"profiles: must define smoke, cpu, gpu; missing gpu"):
+        load_task(str(path))
+
+
+def test_task_name_must_match_the_file_name(task_copy):
+    path, _ = task_copy(lambda d: d["task"].update(name="contracts"))
+    with pytest.raises(HarnessError, match=r"task\.name: is 'contracts' but the file is legal\.yaml"):
+        load_task(str(path))
+
+
+def test_duplicate_yaml_key_is_an_error_not_an_overwrite(task_copy):
+    text = LEGAL_YAML.read_text().replace("  seed: 17\n", "  seed: 17\n  seed: 18\n")
+    path, _ = task_copy(text=text)
+    with pytest.raises(HarnessError, match=rf":{_line_of(path, 'seed: 18')}: key 'data.seed' appears twice"):
+        load_task(str(path))
+
+
+def test_generator_source_without_sizes_is_an_error(task_copy):
+    path, _ = task_copy(lambda d: d["data"].pop("train_size"))
+    with pytest.raises(HarnessError, match=r"data: source=generator needs train_size"):
+        load_task(str(path))
+
+
+def test_unknown_task_name_lists_known_tasks():
+    with pytest.raises(HarnessError, match=r"unknown task 'contracts'.*known tasks: legal"):
+        load_task("contracts")
