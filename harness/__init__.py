@@ -1,0 +1,1 @@
+"""harness: find the best LoRA / QLoRA fine-tuning recipe for a structured-extraction task, and ship it."""

@@ -393,9 +393,7 @@ def _party(rng: random.Random) -> Party:
     name = f"{stem}-{rng.choice(NAME_SUFFIXES)}" if rng.random() < 0.7 else stem
     form = rng.choice(("LLC", "LLC", "JSC", "PJSC"))
     spellings = LEGAL_FORMS[form]
-    mentions = tuple(
-        f"{spelling} {quoted}" for spelling in spellings for quoted in (f'"{name}"', f"«{name}»")
-    )
+    mentions = tuple(f"{spelling} {quoted}" for spelling in spellings for quoted in (f'"{name}"', f"«{name}»"))
     mentions += (f'"{name}" {form}', f"«{name}» {spellings[2]}")  # the form after the name, as in English usage
     return Party(gold=f'{form} "{name}"', mentions=mentions)
 

@@ -1,0 +1,111 @@
+"""The `harness` console script, run as a user runs it: help texts, scoring files, clear errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.task_data import load_split
+
+HARNESS = str(Path(sys.executable).parent / "harness")
+COMMANDS = ["score", "baseline", "data", "fetch-model"]
+
+
+def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([HARNESS, *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+def last_json(stdout: str) -> dict:
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+def test_help_lists_every_command():
+    result = run("--help")
+    assert result.returncode == 0
+    for command in COMMANDS:
+        assert command in result.stdout
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_explains_itself(command):
+    result = run(command, "--help")
+    assert result.returncode == 0
+    assert "Usage:" in result.stdout and len(result.stdout.splitlines()) > 5
+
+
+def write_predictions(path: Path, records: list[tuple[str, str]]) -> Path:
+    path.write_text("".join(json.dumps({"id": i, "output": o}) + "\n" for i, o in records))
+    return path
+
+
+def test_score_gives_one_for_gold_outputs_and_zero_for_empty_ones(legal, tmp_path):
+    examples = load_split(legal, "test")
+    gold = write_predictions(tmp_path / "gold.jsonl", [(e.id, json.dumps(e.fields)) for e in examples])
+    empty = write_predictions(tmp_path / "empty.jsonl", [(e.id, "") for e in examples])
+
+    metrics = last_json(run("score", "legal", str(gold)).stdout)
+    assert metrics["n"] == 200 and metrics["f1_micro"] == 1.0 and metrics["exact_match"] == 1.0
+    expected_names = ["n", "f1_micro"] + [f"f1_{f}" for f in legal.fields]
+    expected_names += ["acc_dispute_subject", "acc_decision", "acc_initiator"]
+    assert list(metrics) == [*expected_names, "exact_match", "json_valid_rate", "schema_valid_rate"]
+
+    metrics = last_json(run("score", "legal", str(empty), "--split", "test").stdout)
+    assert metrics["f1_micro"] == 0.0 and metrics["json_valid_rate"] == 0.0
+
+
+def test_score_prints_a_readable_table(legal, tmp_path):
+    examples = load_split(legal, "test")[:3]
+    path = write_predictions(tmp_path / "p.jsonl", [(e.id, json.dumps(e.fields)) for e in examples])
+    result = run("score", "legal", str(path))
+    assert "claim_amount" in result.stdout and "precision" in result.stdout
+    assert "predicts 3 of the 200 test examples; only those are scored" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("lines", "message"),
+    [
+        (['{"id": "nope", "output": ""}'], "p.jsonl:1: id 'nope' is not in the test split"),
+        (['{"id": "test-00000", "output": ""}'] * 2, "p.jsonl:2: id 'test-00000' already predicted on line 1"),
+        (["not json"], "p.jsonl:1: not valid JSON"),
+        (['{"id": "test-00000", "output": 3}'], "p.jsonl:1: 'output' must be the model's raw text"),
+    ],
+)
+def test_score_refuses_bad_prediction_files_with_the_line(tmp_path, lines, message):
+    path = tmp_path / "p.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    result = run("score", "legal", str(path))
+    assert result.returncode == 2
+    assert message in result.stderr.replace("\n", "")
+    assert "Traceback" not in result.stderr
+
+
+def test_unknown_task_is_a_clear_error_not_a_traceback(tmp_path):
+    result = run("score", "contracts", str(tmp_path / "p.jsonl"))
+    assert result.returncode == 2
+    assert "unknown task 'contracts'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_baseline_writes_predictions_and_scores_below_0_6(tmp_path):
+    out = tmp_path / "baseline.jsonl"
+    result = run("baseline", "legal", "--out", str(out))
+    assert result.returncode == 0
+    assert len(out.read_text().splitlines()) == 200
+    assert 0.3 < last_json(result.stdout)["f1_micro"] < 0.6
+
+
+def test_data_checks_digests_and_exports_splits(tmp_path):
+    result = run("data", "legal", "--export", str(tmp_path))
+    assert result.returncode == 0
+    assert "Eval set digests match" in result.stdout
+    assert len((tmp_path / "train.jsonl").read_text().splitlines()) == 3200
+    assert len((tmp_path / "test-v1.jsonl").read_text().splitlines()) == 200
+
+
+def test_fetch_model_prints_the_local_directory():
+    result = run("fetch-model", "tiny:llama")
+    assert result.returncode == 0
+    assert (Path(result.stdout.strip().splitlines()[-1]) / "model.safetensors").exists()

@@ -1,0 +1,99 @@
+"""Model specs resolve to local safetensors directories; bad specs and unreachable hub ids are clear errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from harness.errors import HarnessError
+from harness.model_loading import build_tiny_llama, load_causal_lm, load_tokenizer, resolve_model
+
+
+@pytest.fixture(scope="module")
+def embedded():
+    return resolve_model("embedded:smollm2-135m-instruct")
+
+
+def test_embedded_smollm2_is_converted_once_into_a_safetensors_cache(embedded):
+    weights = embedded.path / "model.safetensors"
+    assert weights.exists() and not list(embedded.path.glob("*.bin")) and not list(embedded.path.glob("*.gguf"))
+    modified = weights.stat().st_mtime_ns
+    assert resolve_model("embedded:smollm2-135m-instruct").path == embedded.path
+    assert weights.stat().st_mtime_ns == modified  # reused, not converted again
+
+
+@pytest.mark.slow
+def test_embedded_smollm2_is_the_real_pretrained_llama(embedded):
+    model = load_causal_lm(embedded, dtype=torch.bfloat16)
+    config = model.config
+    assert config.architectures == ["LlamaForCausalLM"]
+    assert (config.num_hidden_layers, config.hidden_size) == (30, 576)
+    assert (config.num_attention_heads, config.num_key_value_heads) == (9, 3)
+    assert sum(p.numel() for p in model.parameters()) == pytest.approx(134.5e6, rel=0.01)
+    tokenizer = load_tokenizer(embedded)
+    prompt = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "What is the capital of France?"}],
+        add_generation_prompt=True,
+        return_tensors="pt",
+        return_dict=True,
+    )
+    output = model.generate(**prompt, max_new_tokens=12, do_sample=False)
+    answer = tokenizer.decode(output[0, prompt["input_ids"].shape[1] :], skip_special_tokens=True)
+    assert "Paris" in answer  # a random model would not know
+
+
+def test_tiny_llama_has_the_shape_vllm_cpu_accepts():
+    tiny = resolve_model("tiny:llama")
+    model = load_causal_lm(tiny)
+    config = model.config
+    assert (config.num_hidden_layers, config.hidden_size, config.num_attention_heads) == (2, 128, 2)
+    assert config.hidden_size // config.num_attention_heads == 64  # vLLM's CPU attention refuses 16
+    assert config.num_key_value_heads == 1
+    tokenizer = load_tokenizer(tiny)
+    assert config.vocab_size == len(tokenizer) == 49152
+    assert tokenizer.chat_template and tokenizer.pad_token is not None
+
+
+def test_tiny_llama_is_deterministic_by_seed(tmp_path, embedded):
+    for name, seed in (("a", 1), ("b", 1), ("c", 2)):
+        build_tiny_llama(tmp_path / name, tokenizer_source=embedded.path, seed=seed)
+    a, b, c = (load_file(tmp_path / name / "model.safetensors") for name in "abc")
+    assert all(torch.equal(a[key], b[key]) for key in a)
+    assert not torch.equal(a["model.layers.0.self_attn.q_proj.weight"], c["model.layers.0.self_attn.q_proj.weight"])
+
+
+def test_a_local_directory_resolves_to_itself(tmp_path, embedded):
+    build_tiny_llama(tmp_path / "mine", tokenizer_source=embedded.path, seed=3)
+    assert resolve_model(str(tmp_path / "mine")).path == (tmp_path / "mine").resolve()
+
+
+def test_a_directory_without_config_is_refused(tmp_path):
+    with pytest.raises(HarnessError, match=r"has no config\.json: it is not a transformers model"):
+        resolve_model(str(tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("embedded:gpt-5", r"unknown embedded model 'gpt-5'; available: smollm2-135m-instruct"),
+        ("tiny:mistral", r"unknown tiny model 'tiny:mistral'; available: tiny:llama"),
+        ("./no/such/dir", r"neither a directory nor a Hugging Face id"),
+    ],
+)
+def test_unknown_specs_say_what_is_available(spec, message):
+    with pytest.raises(HarnessError, match=message):
+        resolve_model(spec)
+
+
+def test_an_unreachable_hub_model_says_which_model_why_and_how_to_fix(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(HarnessError) as error:
+        resolve_model("meta-llama/Llama-3.1-8B-Instruct")
+    message = str(error.value)
+    assert "cannot fetch model 'meta-llama/Llama-3.1-8B-Instruct'" in message
+    assert "the hub is unreachable" in message
+    assert "HF_TOKEN" in message and "embedded:smollm2-135m-instruct" in message
