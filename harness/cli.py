@@ -124,6 +124,88 @@ def data(
         console.print(f"Exported {', '.join(splits)} to {export}/")
 
 
+ProfileOption = Annotated[
+    str, typer.Option(help="smoke (tiny model, seconds), cpu (SmolLM2), gpu (Llama 3.1 8B) or auto (gpu if CUDA).")
+]
+ModelOption = Annotated[str | None, typer.Option(help="Model spec overriding the profile's base model.")]
+
+
+@app.command()
+def train(
+    task: TaskArgument,
+    profile: ProfileOption = "auto",
+    model: ModelOption = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a config value: lora.r=32, quantization=nf4, budget.max_steps=10."),
+    ] = None,
+    max_memory: Annotated[
+        str | None, typer.Option(help="Refuse a trial whose estimated peak exceeds this (24G).")
+    ] = None,
+    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (default: <mlruns>/mlflow.db).")] = None,
+) -> None:
+    """Fine-tune and score one configuration (one trial), tracked in MLflow; the last line is its metrics as JSON."""
+    from harness import tracking
+    from harness.config import load_task, parse_set_options, resolve_trial_config
+    from harness.memory import parse_size
+    from harness.trial import run_trial
+
+    config_task = load_task(task)
+    chosen, reason = _choose_profile(config_task, profile)
+    config = resolve_trial_config(config_task, profile=chosen, model=model, overrides=parse_set_options(set_ or []))
+    limit = parse_size(max_memory) if max_memory else None
+    uri = tracking.configure(tracking_uri)
+    console.print(f"profile [bold]{chosen}[/bold] ({reason}); model [bold]{config.model}[/bold]", highlight=False)
+    result = run_trial(config_task, config, max_memory_mb=limit)
+    console.print(f"MLflow run {result.run_id} in {uri}; adapter in {result.adapter_dir}", highlight=False)
+    _print_metrics_table(result.metrics)
+    print(json.dumps({k: round(v, 6) if isinstance(v, float) else v for k, v in result.metrics.items()}))
+
+
+@app.command("eval")
+def eval_(
+    task: TaskArgument,
+    model: Annotated[str, typer.Option(help="Model spec: embedded:..., tiny:llama, a directory or a hub id.")],
+    adapter: Annotated[Path | None, typer.Option(help="A LoRA adapter directory to apply.")] = None,
+    split: SplitOption = "validation",
+    limit: Annotated[int | None, typer.Option(help="Score only the first N examples.")] = None,
+    max_new_tokens: Annotated[int, typer.Option(help="Generation budget per answer.")] = 128,
+) -> None:
+    """Score any model, with or without an adapter (e.g. the zero-shot baseline); last line: metrics as JSON."""
+    from harness.config import load_task
+    from harness.trial import evaluate_model
+
+    config = load_task(task)
+    scores, generated = evaluate_model(
+        config, model, adapter=adapter, split=split, limit=limit, max_new_tokens=max_new_tokens
+    )
+    console.print(
+        f"{generated.new_tokens} tokens generated in {generated.seconds:.1f} s"
+        f" ({generated.tokens_per_second:.0f} tokens/s)"
+    )
+    _print_scores(config, scores, split=split)
+
+
+def _choose_profile(task: Any, profile: str) -> tuple[str, str]:
+    """`auto` is gpu when CUDA is available, else cpu; returns the profile and why it was chosen."""
+    if profile != "auto":
+        return profile, "asked for"
+    import torch
+
+    chosen = "gpu" if torch.cuda.is_available() else "cpu"
+    why = task.profiles[chosen].why if chosen in task.profiles else ""
+    return chosen, f"auto: {why}" if why else "auto"
+
+
+def _print_metrics_table(metrics: dict[str, float]) -> None:
+    table = Table(title="trial metrics")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, value in metrics.items():
+        table.add_row(name, f"{value:.4g}" if isinstance(value, float) else str(value))
+    console.print(table)
+
+
 @app.command("fetch-model")
 def fetch_model(
     spec: Annotated[

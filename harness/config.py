@@ -8,6 +8,7 @@ declared below with a comment; unknown keys are errors, and each error names the
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -134,6 +135,8 @@ class BudgetSpec(Strict):
     max_seq_length: int = Field(gt=0)  # prompt + answer tokens; longer examples are an error, not cut
     validation_examples: int = Field(gt=0)  # how many validation examples are generated and scored
     max_new_tokens: int = Field(default=128, gt=0)
+    # Recompute activations in the backward pass: saves GPU memory on big models, costs a third more compute.
+    gradient_checkpointing: bool = False
 
     @model_validator(mode="after")
     def _epochs_or_steps(self) -> BudgetSpec:
@@ -414,3 +417,75 @@ def _dotted(loc: tuple[Any, ...]) -> str:
     for part in loc:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out
+
+
+class TrialConfig(Strict):
+    """Everything one trial needs, fully resolved: logged with every run so any run can be re-created."""
+
+    task: str
+    profile: str
+    model: str
+    recipe: Recipe
+    budget: BudgetSpec
+
+
+def parse_set_options(options: list[str]) -> dict[str, Any]:
+    """`--set key=value` options to a dict; values read as JSON where they can be (numbers, true, null)."""
+    overrides: dict[str, Any] = {}
+    for option in options:
+        key, separator, raw = option.partition("=")
+        if not separator or not key.strip():
+            raise HarnessError(f"--set {option!r}: expected key=value, e.g. --set lora.r=32")
+        try:
+            value: Any = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        overrides[key.strip()] = value
+    return overrides
+
+
+def resolve_trial_config(
+    task: TaskConfig, *, profile: str, model: str | None = None, overrides: dict[str, Any] | None = None
+) -> TrialConfig:
+    """Apply a profile, a model choice and `--set` overrides (recipe keys, or `budget.<key>`) to the task."""
+    if profile not in task.profiles:
+        raise HarnessError(f"unknown profile {profile!r}; the task defines {', '.join(task.profiles)} (and auto)")
+    chosen = task.profiles[profile]
+    recipe_overrides = {k: v for k, v in (overrides or {}).items() if not k.startswith("budget.")}
+    budget_overrides = {k.removeprefix("budget."): v for k, v in (overrides or {}).items() if k.startswith("budget.")}
+    unknown = sorted(set(budget_overrides) - set(BudgetSpec.model_fields))
+    if unknown:
+        raise HarnessError(
+            f"unknown budget key(s) {', '.join('budget.' + k for k in unknown)};"
+            f" known: {', '.join('budget.' + k for k in BudgetSpec.model_fields)}"
+        )
+    budget_data = {**chosen.budget.model_dump(), **budget_overrides}
+    # Steps and epochs exclude each other: setting one replaces the profile's other.
+    for given, other in (("max_steps", "epochs"), ("epochs", "max_steps")):
+        if given in budget_overrides and other not in budget_overrides:
+            budget_data[other] = None
+    try:
+        budget = BudgetSpec.model_validate(budget_data)
+    except ValidationError as error:
+        problems = "; ".join(f"budget.{_dotted(e['loc'])}: {e['msg']}" for e in error.errors())
+        raise HarnessError(f"invalid budget value: {problems}") from None
+    return TrialConfig(
+        task=task.task.name,
+        profile=profile,
+        model=model or chosen.model,
+        recipe=apply_overrides(task.recipe, recipe_overrides),
+        budget=budget,
+    )
+
+
+def flat_params(config: TrialConfig) -> dict[str, Any]:
+    """The trial config as stable dotted names (`lora.r`, `train.learning_rate`, `budget.batch_size`)."""
+    params: dict[str, Any] = {"task": config.task, "profile": config.profile, "model": config.model}
+    for section, value in config.recipe.model_dump().items():
+        if isinstance(value, dict):
+            params.update({f"{section}.{k}": v for k, v in value.items()})
+        else:
+            params[section] = value
+    params["lora.alpha"] = config.recipe.lora.resolved_alpha
+    params.update({f"budget.{k}": v for k, v in config.budget.model_dump().items()})
+    return params

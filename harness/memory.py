@@ -1,0 +1,171 @@
+"""Peak memory of a trial: estimated before loading, measured while it runs.
+
+On a CPU the measure is the process's resident set size (RSS), on a GPU the allocator's peak. The estimate adds
+up what a LoRA trial holds at its peak: base weights (by quantization mode), LoRA weights with their gradients and
+AdamW state, activations for one micro-batch, and, on a CPU, what the process already holds (Python, torch).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+import psutil
+import torch
+
+from harness.errors import HarnessError
+
+MB = 1024 * 1024
+UNITS = {"": 1, "B": 1, "K": 1024, "KB": 1024, "M": MB, "MB": MB, "G": 1024 * MB, "GB": 1024 * MB}
+# Bytes per base weight by quantization mode (nf4: 4 bits plus double-quantized block scales).
+WEIGHT_BYTES = {"none_bf16": 2.0, "none_fp32": 4.0, "int8": 1.0, "nf4": 0.55}
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    total_mb: float
+    parts_mb: dict[str, float]
+
+    def describe(self) -> str:
+        return ", ".join(f"{name} {value:.0f} MB" for name, value in self.parts_mb.items())
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """What the estimate needs to know of a model, read from its config.json without loading weights."""
+
+    parameters: int  # all parameters
+    embedding_parameters: int  # embedding (+ untied head): kept in 16/32 bit under quantization
+    hidden_size: int
+    intermediate_size: int
+    layers: int
+    vocab_size: int
+    kv_size: int  # key/value projection width (GQA)
+
+
+def read_model_shape(model_dir: Path) -> ModelShape:
+    config = json.loads((model_dir / "config.json").read_text())
+    hidden, intermediate = config["hidden_size"], config["intermediate_size"]
+    layers, vocab = config["num_hidden_layers"], config["vocab_size"]
+    heads = config["num_attention_heads"]
+    head_dim = config.get("head_dim") or hidden // heads
+    kv_size = config.get("num_key_value_heads", heads) * head_dim
+    per_layer = hidden * (hidden + 2 * kv_size + hidden) + 3 * hidden * intermediate + 2 * hidden
+    embeddings = vocab * hidden * (1 if config.get("tie_word_embeddings", False) else 2)
+    return ModelShape(
+        parameters=layers * per_layer + embeddings + hidden,
+        embedding_parameters=embeddings,
+        hidden_size=hidden,
+        intermediate_size=intermediate,
+        layers=layers,
+        vocab_size=vocab,
+        kv_size=kv_size,
+    )
+
+
+def lora_parameters(shape: ModelShape, rank: int, target_modules: str) -> int:
+    """A LoRA pair per targeted linear layer: rank x (in + out)."""
+    h, i, kv = shape.hidden_size, shape.intermediate_size, shape.kv_size
+    attention = rank * ((h + h) + (h + kv) * 2 + (h + h))
+    mlp = rank * ((h + i) * 2 + (i + h))
+    per_layer = {"attn": attention, "mlp": mlp, "all": attention + mlp}[target_modules]
+    return shape.layers * per_layer
+
+
+def estimate_peak_memory(
+    shape: ModelShape,
+    *,
+    quantization: str,
+    bf16: bool,
+    lora_rank: int,
+    target_modules: str,
+    batch_size: int,
+    sequence_length: int,
+    gradient_checkpointing: bool,
+    on_gpu: bool,
+) -> MemoryEstimate:
+    """Estimate a trial's peak memory before anything is loaded."""
+    compute_bytes = 2 if bf16 else 4
+    kind = quantization if quantization != "none" else ("none_bf16" if bf16 else "none_fp32")
+    dense = shape.parameters - shape.embedding_parameters
+    weights = dense * WEIGHT_BYTES[kind] + shape.embedding_parameters * compute_bytes
+    lora = lora_parameters(shape, lora_rank, target_modules)
+    # LoRA weights in fp32 + gradient + AdamW's two moments.
+    adapter_state = lora * 4 * 4
+    tokens = batch_size * sequence_length
+    # Per layer and token: the residual stream, attention inputs/outputs and the MLP's wide intermediates are
+    # kept for the backward pass; checkpointing keeps one hidden state per layer instead.
+    per_layer_token = shape.hidden_size * (2 if gradient_checkpointing else 8) + (
+        0 if gradient_checkpointing else 4 * shape.intermediate_size
+    )
+    activations = tokens * shape.layers * per_layer_token * compute_bytes
+    # The logits and their softmax for the loss: the vocabulary is wide, and they are fp32.
+    logits = tokens * shape.vocab_size * 4 * 3
+    parts = {
+        "weights": weights / MB,
+        "adapter+optimizer": adapter_state / MB,
+        "activations": activations / MB,
+        "logits": logits / MB,
+    }
+    if not on_gpu:
+        # The process itself: interpreter, torch, transformers, TRL. Measured, not guessed.
+        parts["process"] = psutil.Process().memory_info().rss / MB
+        # Loading reads the checkpoint through the page cache; its pages count towards RSS while mapped.
+        parts["loading"] = shape.parameters * compute_bytes / MB
+    return MemoryEstimate(total_mb=sum(parts.values()), parts_mb=parts)
+
+
+def parse_size(text: str) -> float:
+    """`24G`, `1500MB`, `512M` -> megabytes."""
+    cleaned = text.strip().upper().replace("IB", "B")
+    number = cleaned.rstrip("KMGB")
+    unit = cleaned[len(number) :]
+    try:
+        return float(number) * UNITS[unit] / MB
+    except (ValueError, KeyError):
+        raise HarnessError(
+            f"cannot read memory size {text!r}; expected a number with a unit, like 24G or 1500M"
+        ) from None
+
+
+def check_memory_limit(estimate: MemoryEstimate, limit_mb: float | None) -> None:
+    if limit_mb is not None and estimate.total_mb > limit_mb:
+        raise HarnessError(
+            f"estimated peak memory {estimate.total_mb:.0f} MB exceeds --max-memory {limit_mb:.0f} MB"
+            f" ({estimate.describe()}); lower the batch size, max_seq_length or rank, or quantize"
+        )
+
+
+class PeakMemory:
+    """Measures peak memory while the `with` block runs: RSS sampled on a CPU, the allocator's peak on a GPU."""
+
+    def __init__(self, interval_seconds: float = 0.05) -> None:
+        self.interval = interval_seconds
+        self.peak_bytes = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._process = psutil.Process()
+
+    @property
+    def peak_mb(self) -> float:
+        return self.peak_bytes / MB
+
+    def __enter__(self) -> PeakMemory:
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+        self._thread.start()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
+        self._stop.set()
+        self._thread.join()
+        if torch.cuda.is_available():
+            self.peak_bytes = torch.cuda.max_memory_allocated()
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self.peak_bytes = max(self.peak_bytes, self._process.memory_info().rss)
+            self._stop.wait(self.interval)

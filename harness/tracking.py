@@ -1,0 +1,115 @@
+"""MLflow: where runs are stored, one run per trial, and everything logged to it. The only module importing MLflow.
+
+State lives in `<mlruns>`: `./mlruns` unless `HARNESS_MLRUNS` says otherwise. The tracking URI defaults to
+`sqlite:///<mlruns>/mlflow.db` and each task's artifacts go under `<mlruns>/artifacts/<task>`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+# Set before MLflow is imported: no usage telemetry leaves the machine.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+import mlflow
+import pandas as pd
+from mlflow.tracking import MlflowClient
+
+SYSTEM_METRICS_INTERVAL_SECONDS = 2
+
+
+def mlruns_dir() -> Path:
+    return Path(os.environ.get("HARNESS_MLRUNS") or "mlruns").resolve()
+
+
+def default_tracking_uri() -> str:
+    return f"sqlite:///{mlruns_dir() / 'mlflow.db'}"
+
+
+def configure(tracking_uri: str | None = None) -> str:
+    """Point MLflow at the tracking store; returns the URI in use."""
+    uri = tracking_uri or default_tracking_uri()
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_system_metrics_sampling_interval(SYSTEM_METRICS_INTERVAL_SECONDS)
+    mlflow.set_system_metrics_samples_before_logging(1)
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # not a line per system-metrics start and stop
+    return uri
+
+
+def experiment_for(task_name: str) -> str:
+    """One experiment per task, created on first use with its artifacts under `<mlruns>/artifacts/<task>`."""
+    experiment = mlflow.get_experiment_by_name(task_name)
+    if experiment is not None:
+        return str(experiment.experiment_id)
+    uri = mlflow.get_tracking_uri()
+    location = (mlruns_dir() / "artifacts" / task_name).as_uri() if uri.startswith("sqlite:") else None
+    return str(mlflow.create_experiment(task_name, artifact_location=location))
+
+
+class RunLog:
+    """What a trial logs to its MLflow run, in plain calls."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        self.client = MlflowClient()
+
+    def params(self, values: dict[str, Any]) -> None:
+        mlflow.log_params({key: _param_value(value) for key, value in values.items()})
+
+    def metrics(self, values: dict[str, float], *, step: int | None = None) -> None:
+        mlflow.log_metrics({key: float(value) for key, value in values.items()}, step=step)
+
+    def tags(self, values: dict[str, str]) -> None:
+        mlflow.set_tags(values)
+
+    def text(self, text: str, artifact_file: str) -> None:
+        mlflow.log_text(text, artifact_file)
+
+    def directory(self, path: Path, artifact_path: str) -> None:
+        mlflow.log_artifacts(str(path), artifact_path)
+
+    def table(self, rows: list[dict[str, Any]], artifact_file: str) -> None:
+        mlflow.log_table(data=pd.DataFrame(rows), artifact_file=artifact_file)
+
+    def dataset(self, rows: list[dict[str, Any]], *, name: str, context: str) -> None:
+        """Record a data split as a run input, with MLflow's digest of its content."""
+        frame = pd.DataFrame(rows)
+        mlflow.log_input(mlflow.data.from_pandas(frame, name=name), context=context)
+
+
+@contextmanager
+def trial_run(
+    task_name: str, *, run_name: str, tags: dict[str, str], parent_run_id: str | None = None
+) -> Iterator[RunLog]:
+    """An MLflow run that always ends truthfully: FINISHED, FAILED (error tagged) or KILLED (Ctrl-C)."""
+    experiment_id = experiment_for(task_name)
+    run = mlflow.start_run(
+        experiment_id=experiment_id,
+        run_name=run_name,
+        tags={**tags, **({"mlflow.parentRunId": parent_run_id} if parent_run_id else {})},
+        log_system_metrics=True,
+    )
+    try:
+        yield RunLog(run.info.run_id)
+    except KeyboardInterrupt:
+        mlflow.set_tags({"harness.state": "killed", "harness.error": "interrupted (Ctrl-C)"})
+        mlflow.end_run("KILLED")
+        raise
+    except BaseException as error:
+        mlflow.set_tags({"harness.state": "failed", "harness.error": f"{type(error).__name__}: {error}"[:4000]})
+        mlflow.end_run("FAILED")
+        raise
+    mlflow.set_tag("harness.state", "finished")
+    mlflow.end_run("FINISHED")
+
+
+def _param_value(value: Any) -> str:
+    return json.dumps(value) if isinstance(value, list | dict | tuple) else str(value)

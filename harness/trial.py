@@ -1,0 +1,205 @@
+"""One trial, read top to bottom: load -> adapt -> train -> generate -> score -> log.
+
+`run_trial` is what `harness train` runs once and the search runs many times. `evaluate_model` scores any model,
+with or without an adapter (the zero-shot baseline is one).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from evaluators.scoring import Scores, score_outputs
+from harness import model_loading, tracking, training
+from harness.config import TaskConfig, TrialConfig, flat_params
+from harness.generation import GenerationResult, generate_answers
+from harness.memory import MemoryEstimate, PeakMemory, check_memory_limit, estimate_peak_memory, read_model_shape
+from harness.prompts import assistant_turn, user_turn
+from harness.task_data import Example, load_split
+
+GENERATION_BATCH_SIZE = 16
+PACKAGES = ("harness", "torch", "transformers", "trl", "peft", "bitsandbytes", "accelerate", "mlflow", "optuna")
+
+
+@dataclass
+class TrialResult:
+    metrics: dict[str, float]
+    run_id: str | None
+    adapter_dir: Path
+
+
+def run_trial(
+    task: TaskConfig,
+    config: TrialConfig,
+    *,
+    reporter: training.TrainingReporter | None = None,
+    max_memory_mb: float | None = None,
+    parent_run_id: str | None = None,
+    run_name: str | None = None,
+    tags: dict[str, str] | None = None,
+    output_dir: Path | None = None,
+) -> TrialResult:
+    """Fine-tune one configuration and score it on the validation slice, tracked as one MLflow run."""
+    model_ref = model_loading.resolve_model(config.model)
+    bf16 = model_loading.supports_bf16()
+    estimate = _estimate_memory(config, model_ref.path, bf16=bf16)
+    check_memory_limit(estimate, max_memory_mb)
+    train_examples = load_split(task, "train")[: config.budget.train_examples]
+    validation_examples = load_split(task, "validation")[: config.budget.validation_examples]
+    adapter_dir = output_dir or Path(tempfile.mkdtemp(prefix="harness-adapter-"))
+
+    with tracking.trial_run(
+        task.task.name,
+        run_name=run_name or f"{config.profile}-{config.recipe.quantization}-r{config.recipe.lora.r}",
+        tags={"harness.kind": "trial", "harness.profile": config.profile, **(tags or {})},
+        parent_run_id=parent_run_id,
+    ) as run:
+        run.params(flat_params(config))
+        run.text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), "config/resolved.yaml")
+        run.text(task.file.read_text(encoding="utf-8"), f"config/{task.file.name}")
+        run.text(yaml.safe_dump(_package_versions(), sort_keys=True), "environment/packages.yaml")
+        run.dataset(_rows(train_examples), name=f"{task.task.name}-train", context="training")
+        run.dataset(_rows(validation_examples), name=f"{task.task.name}-validation", context="validation")
+        run.metrics({"estimated_peak_memory_mb": estimate.total_mb})
+
+        with PeakMemory() as peak:
+            # load
+            tokenizer = model_loading.load_tokenizer(model_ref)
+            base = model_loading.load_for_training(model_ref, quantization=config.recipe.quantization)
+            # adapt
+            model = training.attach_lora(
+                base,
+                config.recipe.lora,
+                quantization=config.recipe.quantization,
+                gradient_checkpointing=config.budget.gradient_checkpointing,
+            )
+            # train
+            trained = training.train_adapter(
+                model,
+                tokenizer,
+                [{"prompt": user_turn(task, e.text), "completion": assistant_turn(e.fields)} for e in train_examples],
+                config.recipe,
+                config.budget,
+                output_dir=adapter_dir / "trainer",
+                bf16=bf16,
+                reporter=_LoggingReporter(run, reporter or training.SilentReporter()),
+            )
+            # generate
+            generated = _generate(model, tokenizer, task, validation_examples, config.budget.max_new_tokens)
+        # score
+        scores = score_outputs(
+            task.fields, [e.fields for e in validation_examples], generated.outputs, [e.id for e in validation_examples]
+        )
+        # log
+        metrics = {
+            **scores.metrics,
+            "train_seconds": trained.seconds,
+            "eval_seconds": generated.seconds,
+            "train_tokens_per_second": trained.tokens_per_second,
+            "eval_tokens_per_second": generated.tokens_per_second,
+            "peak_memory_mb": peak.peak_mb,
+            "trainable_params": training.trainable_parameters(model),
+            "train_steps": trained.steps,
+        }
+        run.metrics(metrics)
+        training.save_adapter(model, adapter_dir / "adapter")
+        run.directory(adapter_dir / "adapter", "adapter")
+        run.table(_prediction_rows(validation_examples, generated, scores), "predictions.json")
+        run.tags({"harness.estimated_memory": estimate.describe()})
+        return TrialResult(metrics=metrics, run_id=run.run_id, adapter_dir=adapter_dir / "adapter")
+
+
+def evaluate_model(
+    task: TaskConfig,
+    model_spec: str,
+    *,
+    adapter: Path | None = None,
+    split: str = "validation",
+    limit: int | None = None,
+    max_new_tokens: int = 128,
+) -> tuple[Scores, GenerationResult]:
+    """Score any model (zero-shot, or with a LoRA adapter) on a split by batched greedy generation."""
+    examples = load_split(task, split)[:limit]
+    model_ref = model_loading.resolve_model(model_spec)
+    tokenizer = model_loading.load_tokenizer(model_ref)
+    model = model_loading.load_causal_lm(model_ref, dtype=model_loading.training_dtype())
+    if adapter is not None:
+        model = training.load_adapter(model, adapter)
+    generated = _generate(model, tokenizer, task, examples, max_new_tokens)
+    scores = score_outputs(task.fields, [e.fields for e in examples], generated.outputs, [e.id for e in examples])
+    return scores, generated
+
+
+def _generate(model: Any, tokenizer: Any, task: TaskConfig, examples: list[Example], max_new_tokens: int) -> Any:
+    return generate_answers(
+        model,
+        tokenizer,
+        [user_turn(task, e.text) for e in examples],
+        batch_size=GENERATION_BATCH_SIZE,
+        max_new_tokens=max_new_tokens,
+    )
+
+
+def _estimate_memory(config: TrialConfig, model_dir: Path, *, bf16: bool) -> MemoryEstimate:
+    import torch
+
+    return estimate_peak_memory(
+        read_model_shape(model_dir),
+        quantization=config.recipe.quantization,
+        bf16=bf16,
+        lora_rank=config.recipe.lora.r,
+        target_modules=config.recipe.lora.target_modules,
+        batch_size=config.budget.batch_size,
+        sequence_length=config.budget.max_seq_length,
+        gradient_checkpointing=config.budget.gradient_checkpointing,
+        on_gpu=torch.cuda.is_available(),
+    )
+
+
+class _LoggingReporter:
+    """Logs training loss to the trial's run, then passes progress on (to the search's pruner, say)."""
+
+    def __init__(self, run: tracking.RunLog, downstream: training.TrainingReporter) -> None:
+        self.run = run
+        self.downstream = downstream
+
+    def on_log(self, step: int, metrics: dict[str, float]) -> None:
+        self.run.metrics({f"train_{k}" if k != "loss" else "train_loss": v for k, v in metrics.items()}, step=step)
+        self.downstream.on_log(step, metrics)
+
+    def should_stop(self, step: int) -> bool:
+        return self.downstream.should_stop(step)
+
+
+def _rows(examples: list[Example]) -> list[dict[str, Any]]:
+    return [{"id": e.id, "text": e.text, "fields": assistant_turn(e.fields)[0]["content"]} for e in examples]
+
+
+def _prediction_rows(examples: list[Example], generated: GenerationResult, scores: Scores) -> list[dict[str, Any]]:
+    rows = []
+    for example, output, record in zip(examples, generated.outputs, scores.records, strict=True):
+        rows.append(
+            {
+                "id": example.id,
+                "input": example.text[:200],
+                "gold": assistant_turn(example.fields)[0]["content"],
+                "output": output,
+                **{f"correct_{name}": correct for name, correct in record.correct.items()},
+            }
+        )
+    return rows
+
+
+def _package_versions() -> dict[str, str]:
+    versions = {}
+    for package in PACKAGES:
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            versions[package] = "not installed"
+    return versions
