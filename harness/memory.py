@@ -102,8 +102,9 @@ def estimate_peak_memory(
         0 if gradient_checkpointing else 4 * shape.intermediate_size
     )
     activations = tokens * shape.layers * per_layer_token * compute_bytes
-    # The logits and their softmax for the loss: the vocabulary is wide, and they are fp32.
-    logits = tokens * shape.vocab_size * 4 * 3
+    # Logits, their log-softmax, gradient and TRL's entropy and accuracy statistics: about five fp32 copies of
+    # batch x length x vocabulary (measured on the tiny model, whose memory is almost all logits).
+    logits = tokens * shape.vocab_size * 4 * 5
     parts = {
         "weights": weights / MB,
         "adapter+optimizer": adapter_state / MB,
