@@ -82,6 +82,7 @@ def estimate_peak_memory(
     bf16: bool,
     lora_rank: int,
     target_modules: str,
+    lora_dropout: float,
     batch_size: int,
     sequence_length: int,
     gradient_checkpointing: bool,
@@ -101,6 +102,10 @@ def estimate_peak_memory(
     per_layer_token = shape.hidden_size * (2 if gradient_checkpointing else 8) + (
         0 if gradient_checkpointing else 4 * shape.intermediate_size
     )
+    if lora_dropout > 0:
+        # LoRA dropout keeps its own copy of each adapted layer's input for the backward pass.
+        h, i = shape.hidden_size, shape.intermediate_size
+        per_layer_token += {"attn": 4 * h, "mlp": 2 * h + i, "all": 6 * h + i}[target_modules]
     activations = tokens * shape.layers * per_layer_token * compute_bytes
     # Logits, their log-softmax, gradient and TRL's entropy and accuracy statistics: about five fp32 copies of
     # batch x length x vocabulary (measured on the tiny model, whose memory is almost all logits).

@@ -12,7 +12,7 @@ import pytest
 from harness.task_data import load_split
 
 HARNESS = str(Path(sys.executable).parent / "harness")
-COMMANDS = ["score", "baseline", "data", "fetch-model"]
+COMMANDS = ["score", "baseline", "data", "train", "eval", "fetch-model"]
 
 
 def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -109,3 +109,36 @@ def test_fetch_model_prints_the_local_directory():
     result = run("fetch-model", "tiny:llama")
     assert result.returncode == 0
     assert (Path(result.stdout.strip().splitlines()[-1]) / "model.safetensors").exists()
+
+
+def test_train_runs_one_smoke_trial_and_eval_scores_its_adapter(tmp_path, monkeypatch):
+    monkeypatch.setenv("HARNESS_MLRUNS", str(tmp_path / "mlruns"))
+    result = run("train", "legal", "--profile", "smoke", "--set", "lora.r=8")
+    assert result.returncode == 0, result.stderr
+    assert "profile smoke (asked for); model tiny:llama" in result.stdout
+    metrics = last_json(result.stdout)
+    assert metrics["n"] == 4 and metrics["trainable_params"] == 2 * 8 * (256 + 192 + 192 + 256)
+    assert (tmp_path / "mlruns" / "mlflow.db").exists()
+    adapter = next(line.split("adapter in ")[1] for line in result.stdout.splitlines() if "adapter in " in line)
+
+    evaluated = run(
+        "eval", "legal", "--model", "tiny:llama", "--adapter", adapter.strip(), "--limit", "2", "--max-new-tokens", "8"
+    )
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert last_json(evaluated.stdout)["n"] == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--set", "lora.rank=8"], "unknown recipe key 'lora.rank'"),
+        (["--set", "quantization=nf5"], "quantization: Input should be 'none', 'int8' or 'nf4'"),
+        (["--set", "lora.r"], "--set 'lora.r': expected key=value"),
+        (["--profile", "tpu"], "unknown profile 'tpu'"),
+        (["--max-memory", "lots"], "cannot read memory size 'lots'"),
+    ],
+)
+def test_train_refuses_bad_settings_before_loading_anything(args, message):
+    result = run("train", "legal", "--profile", "smoke", *args)
+    assert result.returncode == 2
+    assert message in result.stderr.replace("\n", "") and "Traceback" not in result.stderr
