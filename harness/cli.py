@@ -162,6 +162,127 @@ def train(
     print(json.dumps({k: round(v, 6) if isinstance(v, float) else v for k, v in result.metrics.items()}))
 
 
+@app.command()
+def search(
+    task: TaskArgument,
+    trials: Annotated[int, typer.Option(help="Total finished trials the study should have (re-running resumes).")] = 30,
+    profile: ProfileOption = "auto",
+    model: ModelOption = None,
+    study: Annotated[str | None, typer.Option(help="Study name (default: TASK-PROFILE).")] = None,
+    sampler: Annotated[str, typer.Option(help="tpe (multivariate, seeded), random or gp.")] = "tpe",
+    pruner: Annotated[str, typer.Option(help="none, median or hyperband (on validation loss).")] = "median",
+    seed: Annotated[int, typer.Option(help="Sampler seed.")] = 0,
+    timeout: Annotated[float | None, typer.Option(help="Stop starting new trials after this many seconds.")] = None,
+    max_memory: Annotated[str | None, typer.Option(help="Skip trials whose estimated peak exceeds this.")] = None,
+    storage: Annotated[
+        str | None, typer.Option(help="Optuna storage URL (default sqlite:///<mlruns>/optuna.db).")
+    ] = None,
+    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (default: <mlruns>/mlflow.db).")] = None,
+    no_register: Annotated[bool, typer.Option("--no-register", help="Do not register the best trial.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="Log lines only, no live view.")] = False,
+) -> None:
+    """Search LoRA / QLoRA recipes with an Optuna study tracked in MLflow; prints the ranked trials."""
+    from harness import tracking
+    from harness.config import load_task
+    from harness.memory import parse_size
+    from harness.search import SearchOptions
+
+    config = load_task(task)
+    chosen, reason = _choose_profile(config, profile)
+    options = SearchOptions(
+        trials=trials,
+        profile=chosen,
+        model=model,
+        study_name=study,
+        sampler=sampler,
+        pruner=pruner,
+        seed=seed,
+        timeout_seconds=timeout,
+        max_memory_mb=parse_size(max_memory) if max_memory else None,
+        storage=storage,
+    )
+    uri = tracking.configure(tracking_uri)
+    console.print(f"profile [bold]{chosen}[/bold] ({reason})", highlight=False)
+    summary = _run_with_progress(config, options, quiet=quiet)
+    _print_search_summary(summary, uri)
+    if not no_register and summary.best is not None:
+        console.print(
+            f"Registration lands with `harness register`; until then the best adapter is at"
+            f" {summary.best.get('adapter_dir') or 'its MLflow run (artifact adapter/)'}",
+            highlight=False,
+        )
+    print(json.dumps({"study": summary.study_name, "best": summary.best, "finished": len(summary.rows)}, default=str))
+
+
+def _run_with_progress(config: Any, options: Any, *, quiet: bool) -> Any:
+    """A Rich live view (trial i of N, current params and step, best so far, elapsed and ETA) around the search."""
+    import time
+
+    from rich.live import Live
+
+    from harness.search import run_search
+
+    def render(progress: Any) -> Table:
+        elapsed = time.monotonic() - progress.started
+        done_here = max(progress.finished, 1)
+        eta = elapsed / done_here * max(progress.total - progress.finished, 0)
+        table = Table(show_header=False, title=f"search {config.task.name}")
+        table.add_row("trials finished", f"{progress.finished} of {progress.total}")
+        current = (
+            "-" if progress.current_trial is None else f"trial {progress.current_trial}, step {progress.current_step}"
+        )
+        table.add_row("running", current)
+        table.add_row("params", ", ".join(f"{k}={v}" for k, v in progress.current_params.items()) or "-")
+        best = "-" if progress.best_value is None else f"{progress.best_value:.4f} (trial {progress.best_trial})"
+        table.add_row("best so far", best)
+        table.add_row("elapsed / ETA", f"{elapsed:.0f} s / {eta:.0f} s")
+        return table
+
+    if quiet:
+        return run_search(
+            config,
+            options,
+            on_progress=lambda p: errors.print(
+                f"finished {p.finished}/{p.total}, trial {p.current_trial} step {p.current_step}, best {p.best_value}",
+                markup=False,
+            ),
+        )
+    with Live(console=errors, refresh_per_second=2, transient=False) as live:
+        return run_search(config, options, on_progress=lambda p: live.update(render(p)))
+
+
+def _print_search_summary(summary: Any, uri: str) -> None:
+    metric = summary.objective
+    table = Table(title=f"study {summary.study_name}: top trials by {metric} ({summary.direction})")
+    for column in ("trial", metric, "lora.r", "alpha_ratio", "targets", "learning rate", "quantization", "note"):
+        table.add_column(column)
+
+    def row(label: str, values: dict[str, Any], note: str) -> None:
+        table.add_row(
+            label,
+            f"{values.get(metric, float('nan')):.4f}" if values.get(metric) is not None else "-",
+            str(values.get("param.lora.r", "")),
+            str(values.get("param.lora.alpha_ratio", "")),
+            str(values.get("param.lora.target_modules", "")),
+            f"{values['param.train.learning_rate']:.2e}" if "param.train.learning_rate" in values else "",
+            str(values.get("param.quantization", "")),
+            note,
+        )
+
+    for values in summary.rows[:5]:
+        row(str(values["trial"]), values, "seed recipe" if values["seed_recipe"] else values["state"].lower())
+    if summary.seed_recipe and summary.seed_recipe not in summary.rows[:5]:
+        row(str(summary.seed_recipe["trial"]), summary.seed_recipe, "seed recipe")
+    if summary.zero_shot:
+        row("zero-shot", summary.zero_shot, "base model, no fine-tuning")
+    console.print(table)
+    console.print(
+        f"Optuna study {summary.study_name} in {summary.storage}; MLflow parent run {summary.parent_run_id} in {uri}."
+        " Next: `harness ui` to compare trials, `harness search` again with more --trials to extend the study.",
+        highlight=False,
+    )
+
+
 @app.command("eval")
 def eval_(
     task: TaskArgument,

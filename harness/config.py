@@ -137,6 +137,10 @@ class BudgetSpec(Strict):
     max_new_tokens: int = Field(default=128, gt=0)
     # Recompute activations in the backward pass: saves GPU memory on big models, costs a third more compute.
     gradient_checkpointing: bool = False
+    # A search prunes on the validation loss of a small fixed slice (the last examples of the validation split),
+    # computed every this many steps.
+    report_every_steps: int = Field(default=2, gt=0)
+    report_examples: int = Field(default=4, gt=0)
 
     @model_validator(mode="after")
     def _epochs_or_steps(self) -> BudgetSpec:

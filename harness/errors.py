@@ -3,3 +3,7 @@
 
 class HarnessError(Exception):
     """A problem with the user's input or environment, reported without a stack trace."""
+
+
+class TrialStopped(Exception):
+    """Training was stopped on request (the search pruned the trial): not a failure, and not a finished trial."""

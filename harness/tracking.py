@@ -21,6 +21,8 @@ import mlflow
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
+from harness.errors import TrialStopped
+
 SYSTEM_METRICS_INTERVAL_SECONDS = 2
 
 
@@ -99,6 +101,10 @@ def trial_run(
     )
     try:
         yield RunLog(run.info.run_id)
+    except TrialStopped as stopped:
+        mlflow.set_tags({"harness.state": "pruned", "harness.pruned": str(stopped)})
+        mlflow.end_run("KILLED")
+        raise
     except KeyboardInterrupt:
         mlflow.set_tags({"harness.state": "killed", "harness.error": "interrupted (Ctrl-C)"})
         mlflow.end_run("KILLED")
@@ -113,3 +119,51 @@ def trial_run(
 
 def _param_value(value: Any) -> str:
     return json.dumps(value) if isinstance(value, list | dict | tuple) else str(value)
+
+
+def open_study_run(task_name: str, study_name: str, *, tags: dict[str, str]) -> str:
+    """The study's parent run: found by its study tag when resuming (and set RUNNING again), else created."""
+    client = MlflowClient()
+    experiment_id = experiment_for(task_name)
+    existing = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`harness.study` = '{study_name}' and tags.`harness.kind` = 'study'",
+        max_results=1,
+    )
+    if existing:
+        run_id = str(existing[0].info.run_id)
+        client.update_run(run_id, status="RUNNING")
+        return run_id
+    run = client.create_run(experiment_id, run_name=study_name, tags={**tags, "harness.kind": "study"})
+    return str(run.info.run_id)
+
+
+def finish_study_run(run_id: str, status: str) -> None:
+    """End the parent run truthfully: FINISHED, FAILED or KILLED."""
+    MlflowClient().set_terminated(run_id, status)
+
+
+def log_to_run(run_id: str, *, metrics: dict[str, float] | None = None, tags: dict[str, str] | None = None) -> None:
+    """Log to a run that is not the active one (the study's parent run)."""
+    client = MlflowClient()
+    for key, value in (metrics or {}).items():
+        client.log_metric(run_id, key, float(value))
+    for key, text in (tags or {}).items():
+        client.set_tag(run_id, key, text)
+
+
+def log_table_to_run(run_id: str, rows: list[dict[str, Any]], artifact_file: str) -> None:
+    MlflowClient().log_table(run_id, data=pd.DataFrame(rows), artifact_file=artifact_file)
+
+
+def run_metrics(run_id: str) -> dict[str, float]:
+    return dict(MlflowClient().get_run(run_id).data.metrics)
+
+
+def fail_run(run_id: str, reason: str) -> None:
+    """Mark a run whose process died as FAILED, so no run stays RUNNING forever."""
+    client = MlflowClient()
+    if client.get_run(run_id).info.status == "RUNNING":
+        client.set_tag(run_id, "harness.state", "failed")
+        client.set_tag(run_id, "harness.error", reason)
+        client.set_terminated(run_id, "FAILED")

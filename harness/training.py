@@ -37,6 +37,8 @@ class TrainingReporter(Protocol):
 
     def on_log(self, step: int, metrics: dict[str, float]) -> None: ...
 
+    def on_evaluate(self, step: int, validation_loss: float) -> None: ...
+
     def should_stop(self, step: int) -> bool: ...
 
 
@@ -44,6 +46,9 @@ class SilentReporter:
     """A reporter that records nothing and never stops training."""
 
     def on_log(self, step: int, metrics: dict[str, float]) -> None:
+        pass
+
+    def on_evaluate(self, step: int, validation_loss: float) -> None:
         pass
 
     def should_stop(self, step: int) -> bool:
@@ -108,9 +113,14 @@ def train_adapter(
     output_dir: Path,
     bf16: bool,
     reporter: TrainingReporter,
+    validation_conversations: list[dict[str, list[dict[str, str]]]] | None = None,
     logging_steps: int = 2,
 ) -> TrainingResult:
-    """Fine-tune the adapters on `{"prompt": [...], "completion": [...]}` conversations; loss on completions."""
+    """Fine-tune the adapters on `{"prompt": [...], "completion": [...]}` conversations; loss on completions.
+
+    With `validation_conversations`, the completion loss on them is computed every `budget.report_every_steps`
+    steps and handed to `reporter.on_evaluate`: the intermediate value a search prunes on.
+    """
     lengths = [_conversation_length(tokenizer, c) for c in conversations]
     too_long = [i for i, n in enumerate(lengths) if n > budget.max_seq_length]
     if too_long:
@@ -140,12 +150,16 @@ def train_adapter(
         data_seed=recipe.seed,
         dataloader_num_workers=0,
         disable_tqdm=True,
+        eval_strategy="steps" if validation_conversations else "no",
+        eval_steps=budget.report_every_steps,
+        per_device_eval_batch_size=budget.batch_size,
     )
     callback = _ReporterCallback(reporter)
     trainer = SFTTrainer(
         model=model,
         args=args,
         train_dataset=Dataset.from_list(conversations),
+        eval_dataset=Dataset.from_list(validation_conversations) if validation_conversations else None,
         processing_class=tokenizer,
         callbacks=[callback],
     )
@@ -190,6 +204,15 @@ class _ReporterCallback(TrainerCallback):
         self.losses.append((state.global_step, float(logs["loss"])))
         numbers = {k: float(v) for k, v in logs.items() if isinstance(v, int | float)}
         self.reporter.on_log(state.global_step, numbers)
+
+    def on_evaluate(
+        self, args: Any, state: Any, control: Any, metrics: dict[str, float] | None = None, **kwargs: Any
+    ) -> None:
+        if metrics and "eval_loss" in metrics:
+            self.reporter.on_evaluate(state.global_step, float(metrics["eval_loss"]))
+            if self.reporter.should_stop(state.global_step):
+                self.stopped = True
+                control.should_training_stop = True
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self.reporter.should_stop(state.global_step):

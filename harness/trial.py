@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import yaml
 from evaluators.scoring import Scores, score_outputs
 from harness import model_loading, tracking, training
 from harness.config import TaskConfig, TrialConfig, flat_params
+from harness.errors import TrialStopped
 from harness.generation import GenerationResult, generate_answers
 from harness.memory import MemoryEstimate, PeakMemory, check_memory_limit, estimate_peak_memory, read_model_shape
 from harness.prompts import assistant_turn, user_turn
@@ -43,6 +45,7 @@ def run_trial(
     run_name: str | None = None,
     tags: dict[str, str] | None = None,
     output_dir: Path | None = None,
+    on_run_started: Callable[[str], Any] | None = None,
 ) -> TrialResult:
     """Fine-tune one configuration and score it on the validation slice, tracked as one MLflow run."""
     model_ref = model_loading.resolve_model(config.model)
@@ -50,7 +53,10 @@ def run_trial(
     estimate = _estimate_memory(config, model_ref.path, bf16=bf16)
     check_memory_limit(estimate, max_memory_mb)
     train_examples = load_split(task, "train")[: config.budget.train_examples]
-    validation_examples = load_split(task, "validation")[: config.budget.validation_examples]
+    validation_split = load_split(task, "validation")
+    validation_examples = validation_split[: config.budget.validation_examples]
+    # The pruning slice: a few fixed examples from the end of the split, only when someone listens for them.
+    report_examples = validation_split[-config.budget.report_examples :] if reporter is not None else []
     adapter_dir = output_dir or Path(tempfile.mkdtemp(prefix="harness-adapter-"))
 
     with tracking.trial_run(
@@ -59,6 +65,8 @@ def run_trial(
         tags={"harness.kind": "trial", "harness.profile": config.profile, **(tags or {})},
         parent_run_id=parent_run_id,
     ) as run:
+        if on_run_started:
+            on_run_started(run.run_id)
         run.params(flat_params(config))
         run.text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), "config/resolved.yaml")
         run.text(task.file.read_text(encoding="utf-8"), f"config/{task.file.name}")
@@ -82,13 +90,16 @@ def run_trial(
             trained = training.train_adapter(
                 model,
                 tokenizer,
-                [{"prompt": user_turn(task, e.text), "completion": assistant_turn(e.fields)} for e in train_examples],
+                _conversations(task, train_examples),
                 config.recipe,
                 config.budget,
                 output_dir=adapter_dir / "trainer",
                 bf16=bf16,
                 reporter=_LoggingReporter(run, reporter or training.SilentReporter()),
+                validation_conversations=_conversations(task, report_examples) or None,
             )
+            if trained.stopped_early:
+                raise TrialStopped(f"stopped at step {trained.steps} on request")
             # generate
             generated = _generate(model, tokenizer, task, validation_examples, config.budget.max_new_tokens)
         # score
@@ -135,6 +146,10 @@ def evaluate_model(
     return scores, generated
 
 
+def _conversations(task: TaskConfig, examples: list[Example]) -> list[dict[str, list[dict[str, str]]]]:
+    return [{"prompt": user_turn(task, e.text), "completion": assistant_turn(e.fields)} for e in examples]
+
+
 def _generate(model: Any, tokenizer: Any, task: TaskConfig, examples: list[Example], max_new_tokens: int) -> Any:
     return generate_answers(
         model,
@@ -172,6 +187,10 @@ class _LoggingReporter:
     def on_log(self, step: int, metrics: dict[str, float]) -> None:
         self.run.metrics({f"train_{k}" if k != "loss" else "train_loss": v for k, v in metrics.items()}, step=step)
         self.downstream.on_log(step, metrics)
+
+    def on_evaluate(self, step: int, validation_loss: float) -> None:
+        self.run.metrics({"validation_loss": validation_loss}, step=step)
+        self.downstream.on_evaluate(step, validation_loss)
 
     def should_stop(self, step: int) -> bool:
         return self.downstream.should_stop(step)

@@ -9,7 +9,7 @@ from mlflow.tracking import MlflowClient
 
 from harness import tracking
 from harness.config import metric_names, resolve_trial_config
-from harness.errors import HarnessError
+from harness.errors import HarnessError, TrialStopped
 from harness.trial import run_trial
 
 EXPECTED_PARAMS = {
@@ -121,6 +121,9 @@ def test_a_crash_inside_training_leaves_a_failed_run_with_the_error(legal, mlrun
         def on_log(self, step, metrics):
             raise RuntimeError(f"boom at step {step}")
 
+        def on_evaluate(self, step, validation_loss):
+            pass
+
         def should_stop(self, step):
             return False
 
@@ -133,17 +136,29 @@ def test_a_crash_inside_training_leaves_a_failed_run_with_the_error(legal, mlrun
     assert run.data.tags["harness.state"] == "failed"
 
 
-def test_a_reporter_can_stop_training_early(legal, mlruns):
-    class StopAtOnce:
+def test_a_stopped_trial_ends_its_run_killed_and_tagged_pruned(legal, mlruns):
+    class StopAfterFirstEvaluation:
+        def __init__(self):
+            self.losses = []
+
         def on_log(self, step, metrics):
             pass
 
-        def should_stop(self, step):
-            return True
+        def on_evaluate(self, step, validation_loss):
+            self.losses.append((step, validation_loss))
 
+        def should_stop(self, step):
+            return bool(self.losses)
+
+    reporter = StopAfterFirstEvaluation()
     config = resolve_trial_config(legal, profile="smoke", overrides={"budget.max_steps": 4})
-    result = run_trial(legal, config, reporter=StopAtOnce())
-    assert result.metrics["train_steps"] == 1
+    with pytest.raises(TrialStopped, match="stopped at step 2 on request"):
+        run_trial(legal, config, reporter=reporter)
+    assert [step for step, _ in reporter.losses] == [2] and reporter.losses[0][1] > 0
+    client = MlflowClient()
+    (run,) = client.search_runs([client.get_experiment_by_name("legal").experiment_id])
+    assert (run.info.status, run.data.tags["harness.state"]) == ("KILLED", "pruned")
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "validation_loss")] == [2]
 
 
 def test_a_trial_over_the_memory_limit_is_refused_before_loading(legal, mlruns):

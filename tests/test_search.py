@@ -1,0 +1,153 @@
+"""The search on the smoke profile: real Optuna studies in SQLite, real MLflow runs, real processes killed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+
+from harness import search, tracking, training
+from harness.config import load_task
+from harness.errors import HarnessError
+from harness.search import SearchOptions, run_search
+
+
+@pytest.fixture
+def mlruns(tmp_path, monkeypatch):
+    monkeypatch.setenv("HARNESS_MLRUNS", str(tmp_path / "mlruns"))
+    tracking.configure()
+    return tmp_path / "mlruns"
+
+
+def study_of(mlruns: Path, name: str = "legal-smoke") -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{mlruns / 'optuna.db'}")
+
+
+def running_trial_has_run(optuna_db: Path) -> bool:
+    """Read the worker's Optuna database directly (sqlite3): no second process races its schema set-up."""
+    query = (
+        "select count(*) from trials t join trial_user_attributes a on a.trial_id = t.trial_id"
+        " where t.state = 'RUNNING' and a.key = 'mlflow_run_id'"
+    )
+    try:
+        with sqlite3.connect(f"file:{optuna_db}?mode=ro", uri=True) as connection:
+            return connection.execute(query).fetchone()[0] > 0
+    except sqlite3.Error:
+        return False
+
+
+def runs(state: str | None = None):
+    client = MlflowClient()
+    experiment = client.get_experiment_by_name("legal")
+    found = client.search_runs([experiment.experiment_id], max_results=100)
+    return [r for r in found if state is None or r.info.status == state]
+
+
+def test_a_smoke_search_tracks_every_trial_and_resumes_to_its_total(legal, mlruns):
+    summary = run_search(legal, SearchOptions(trials=3, profile="smoke"))
+    study = study_of(mlruns)
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 3
+    assert study.trials[0].params == {
+        "lora.r": 16, "lora.alpha_ratio": 2.0, "lora.target_modules": "attn", "train.learning_rate": 2e-4,
+        "quantization": "nf4",
+    }  # fmt: skip
+    parents = [r for r in runs() if r.data.tags.get("harness.kind") == "study"]
+    trials = [r for r in runs() if r.data.tags.get("harness.kind") == "trial"]
+    assert len(parents) == 1 and len(trials) == 3
+    parent = parents[0]
+    assert parent.info.status == "FINISHED"
+    assert {k: parent.data.tags[f"harness.{k}"] for k in ("study", "sampler", "pruner", "profile", "model")} == {
+        "study": "legal-smoke", "sampler": "tpe", "pruner": "median", "profile": "smoke", "model": "tiny:llama",
+    }  # fmt: skip
+    assert "zero_shot_f1_micro" in parent.data.metrics and "best_value" in parent.data.metrics
+    for trial in study.trials:  # cross-referenced both ways
+        run = MlflowClient().get_run(trial.user_attrs["mlflow_run_id"])
+        assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert run.data.tags["harness.trial_number"] == str(trial.number)
+    assert summary.best is not None and summary.seed_recipe["trial"] == 0
+    leaderboard = MlflowClient().load_table(parent.info.experiment_id, "leaderboard.json", [parent.info.run_id])
+    assert len(leaderboard) == 3
+
+    run_search(legal, SearchOptions(trials=5, profile="smoke"))
+    study = study_of(mlruns)
+    assert len(study.trials) == 5
+    assert len([r for r in runs() if r.data.tags.get("harness.kind") == "study"]) == 1
+    assert len([r for r in runs() if r.data.tags.get("harness.kind") == "trial"]) == 5
+
+
+def test_a_failing_trial_is_failed_in_both_and_the_study_goes_on(legal, mlruns, monkeypatch):
+    real_train = training.train_adapter
+    calls = []
+
+    def fail_second_trial(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("injected failure in trial training")
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(training, "train_adapter", fail_second_trial)
+    run_search(legal, SearchOptions(trials=2, profile="smoke"))
+    states = [t.state.name for t in study_of(mlruns).trials]
+    assert states == ["COMPLETE", "FAIL", "COMPLETE"]
+    failed = study_of(mlruns).trials[1]
+    assert failed.user_attrs["harness.error"] == "RuntimeError: injected failure in trial training"
+    run = MlflowClient().get_run(failed.user_attrs["mlflow_run_id"])
+    assert run.info.status == "FAILED" and run.data.tags["harness.error"].startswith("RuntimeError: injected")
+
+
+def test_a_pruned_trial_is_pruned_in_optuna_and_killed_in_mlflow(legal, mlruns, monkeypatch):
+    # A pruner that prunes everything: the reported value is a negated loss, always below zero.
+    monkeypatch.setattr(search, "_pruner", lambda options, task: optuna.pruners.ThresholdPruner(lower=0.0))
+    run_search(legal, SearchOptions(trials=1, profile="smoke"))
+    (trial,) = study_of(mlruns).trials
+    assert trial.state == optuna.trial.TrialState.PRUNED and trial.intermediate_values
+    run = MlflowClient().get_run(trial.user_attrs["mlflow_run_id"])
+    assert (run.info.status, run.data.tags["harness.state"]) == ("KILLED", "pruned")
+
+
+def test_a_changed_search_space_on_an_existing_study_is_a_clear_error(legal, mlruns, task_copy):
+    run_search(legal, SearchOptions(trials=1, profile="smoke"))
+    path, _ = task_copy(lambda d: d["search"]["params"]["lora.r"].update(choices=[8, 16]))
+    changed = load_task(str(path))
+    with pytest.raises(HarnessError, match=r"study 'legal-smoke' .* was created with another search space"):
+        run_search(changed, SearchOptions(trials=2, profile="smoke"))
+    run_search(changed, SearchOptions(trials=1, profile="smoke", study_name="legal-smoke-small-r"))
+    assert len(study_of(mlruns, "legal-smoke-small-r").trials) == 1
+
+
+def test_a_space_without_the_seed_recipe_is_refused(mlruns, task_copy):
+    path, _ = task_copy(lambda d: d["search"]["params"]["lora.r"].update(choices=[4, 8]))
+    with pytest.raises(HarnessError, match=r"the seed recipe's lora.r=16 is outside the search space \(4, 8\)"):
+        run_search(load_task(str(path)), SearchOptions(trials=1, profile="smoke"))
+
+
+def test_a_search_killed_mid_trial_is_resumed_and_leaves_no_run_running(mlruns, tmp_path):
+    env = {**os.environ, "HARNESS_MLRUNS": str(mlruns), "HARNESS_HEARTBEAT_SECONDS": "2"}
+    command = [str(Path(sys.executable).parent / "harness"), "search", "legal", "--trials", "2", "--profile",
+               "smoke", "--quiet"]  # fmt: skip
+    worker = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and not running_trial_has_run(mlruns / "optuna.db"):
+        time.sleep(1)  # until a trial runs and its MLflow run exists; then kill the worker mid-trial
+    worker.send_signal(signal.SIGKILL)
+    worker.wait()
+    assert [r for r in runs("RUNNING") if r.data.tags.get("harness.kind") == "trial"]
+    time.sleep(5)  # past the heartbeat grace period
+
+    rerun = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    study = study_of(mlruns)
+    states = [t.state.name for t in study.trials]
+    assert states.count("COMPLETE") == 2 and states[0] == "FAIL"
+    assert not runs("RUNNING")
+    killed = MlflowClient().get_run(study.trials[0].user_attrs["mlflow_run_id"])
+    assert killed.info.status == "FAILED" and "heartbeats" in killed.data.tags["harness.error"]
+    assert study.trials[1].system_attrs.get("failed_trial") == 0  # the stale trial was retried
