@@ -1,5 +1,5 @@
 # Two commands do all the set-up on a fresh machine (Python 3.11+, pip):
-#   make search   the main job (today: the rule-based reference on the stored test set)
+#   make search   the main job: harness search legal --trials 30
 #   make test     lint, type check and the whole test suite
 PYTHON ?= python3
 VENV := .venv
@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml Makefile
 setup: $(STAMP)
 
 search: setup
-	$(BIN)/harness baseline legal --split test
+	$(BIN)/harness search legal --trials 30
 
 lint: setup
 	$(BIN)/ruff check harness evaluators tests bench

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -119,6 +120,7 @@ def run_search(
         raise
     finally:
         summary = _summarise(study, task, storage_url, parent_run_id, zero_shot)
+        _log_study_plots(study, parent_run_id)
         tracking.finish_study_run(parent_run_id, status)
     return summary
 
@@ -392,6 +394,41 @@ def _summarise(
         seed_recipe=next((r for r in rows if r["seed_recipe"]), None),
         zero_shot=zero_shot,
     )
+
+
+PLOTS = ("optimization_history", "param_importances", "parallel_coordinate", "slice")
+
+
+def _log_study_plots(study: optuna.Study, parent_run_id: str) -> None:
+    """Optuna's plots of the study on its parent run: interactive HTML (plotly) and PNG (matplotlib)."""
+    import tempfile
+    from pathlib import Path
+
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display: render to files
+    import matplotlib.pyplot as plt
+    import optuna.visualization as interactive
+    import optuna.visualization.matplotlib as static
+
+    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        return
+    skipped = {}
+    with tempfile.TemporaryDirectory() as directory, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the matplotlib backend is marked experimental on every call
+        for name in PLOTS:
+            try:
+                getattr(interactive, f"plot_{name}")(study).write_html(Path(directory) / f"{name}.html")
+                axes = getattr(static, f"plot_{name}")(study)
+                figure = axes.flat[0].figure if hasattr(axes, "flat") else axes.figure
+                figure.savefig(Path(directory) / f"{name}.png", bbox_inches="tight")
+                plt.close(figure)
+            except (ValueError, RuntimeError, ZeroDivisionError) as error:
+                # Importances need two trials that differ; a one-trial study has none to show yet.
+                skipped[name] = f"{type(error).__name__}: {error}"[:200]
+        tracking.log_directory_to_run(parent_run_id, Path(directory), "plots")
+    if skipped:
+        tracking.log_to_run(parent_run_id, tags={f"harness.plot_skipped.{k}": v for k, v in skipped.items()})
 
 
 class _FailRunThenRetry:

@@ -167,3 +167,7 @@ def fail_run(run_id: str, reason: str) -> None:
         client.set_tag(run_id, "harness.state", "failed")
         client.set_tag(run_id, "harness.error", reason)
         client.set_terminated(run_id, "FAILED")
+
+
+def log_directory_to_run(run_id: str, directory: Path, artifact_path: str) -> None:
+    MlflowClient().log_artifacts(run_id, str(directory), artifact_path)

@@ -12,7 +12,7 @@ import pytest
 from harness.task_data import load_split
 
 HARNESS = str(Path(sys.executable).parent / "harness")
-COMMANDS = ["score", "baseline", "data", "train", "eval", "fetch-model"]
+COMMANDS = ["score", "baseline", "data", "train", "eval", "search", "fetch-model"]
 
 
 def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

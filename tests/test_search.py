@@ -75,6 +75,9 @@ def test_a_smoke_search_tracks_every_trial_and_resumes_to_its_total(legal, mlrun
     assert summary.best is not None and summary.seed_recipe["trial"] == 0
     leaderboard = MlflowClient().load_table(parent.info.experiment_id, "leaderboard.json", [parent.info.run_id])
     assert len(leaderboard) == 3
+    plots = {a.path for a in MlflowClient().list_artifacts(parent.info.run_id, "plots")}
+    for name in ("optimization_history", "param_importances", "parallel_coordinate", "slice"):
+        assert {f"plots/{name}.html", f"plots/{name}.png"} <= plots
 
     run_search(legal, SearchOptions(trials=5, profile="smoke"))
     study = study_of(mlruns)
