@@ -9,7 +9,7 @@ from pathlib import Path
 from evaluators.scoring import Scores, score_outputs
 from harness.config import TaskConfig
 from harness.errors import HarnessError
-from harness.task_data import load_split
+from harness.task_data import json_lines, load_split
 
 
 def read_predictions(path: Path, known_ids: set[str], split: str) -> dict[str, str]:
@@ -20,14 +20,7 @@ def read_predictions(path: Path, known_ids: set[str], split: str) -> dict[str, s
         raise HarnessError(f"cannot read predictions {path}: {error.strerror}") from None
     outputs: dict[str, str] = {}
     first_line: dict[str, int] = {}
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        where = f"{path}:{number}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise HarnessError(f"{where}: not valid JSON: {error.msg} at column {error.colno}") from None
+    for number, where, record in json_lines(lines, source=str(path)):
         if not isinstance(record, dict) or not isinstance(record.get("id"), str):
             raise HarnessError(f'{where}: expected {{"id": "...", "output": "..."}} with a string id')
         if not isinstance(record.get("output"), str):

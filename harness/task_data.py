@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,18 +59,23 @@ def load_eval_set(task: TaskConfig, eval_set: EvalSetSpec) -> list[Example]:
     return parse_jsonl(content.decode("utf-8").splitlines(), task.fields, source=str(path))
 
 
-def parse_jsonl(lines: Iterable[str], fields: dict[str, FieldSpec], *, source: str) -> list[Example]:
-    """Parse and validate `{"id", "text", "fields"}` lines; errors name `source:line`."""
-    examples: list[Example] = []
-    seen: dict[str, int] = {}
+def json_lines(lines: Iterable[str], *, source: str) -> Iterator[tuple[int, str, Any]]:
+    """Yield (line number, `source:line`, parsed value) for each non-blank JSONL line; bad JSON names its line."""
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         where = f"{source}:{number}"
         try:
-            record = json.loads(line)
+            yield number, where, json.loads(line)
         except json.JSONDecodeError as error:
             raise HarnessError(f"{where}: not valid JSON: {error.msg} at column {error.colno}") from None
+
+
+def parse_jsonl(lines: Iterable[str], fields: dict[str, FieldSpec], *, source: str) -> list[Example]:
+    """Parse and validate `{"id", "text", "fields"}` lines; errors name `source:line`."""
+    examples: list[Example] = []
+    seen: dict[str, int] = {}
+    for number, where, record in json_lines(lines, source=source):
         example = _validate_record(record, fields, where)
         if example.id in seen:
             raise HarnessError(f"{where}: id {example.id!r} already used on line {seen[example.id]}")
