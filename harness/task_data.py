@@ -11,7 +11,6 @@ import hashlib
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from harness.config import EvalSetSpec, FieldSpec, TaskConfig
@@ -179,8 +178,3 @@ def _eval_set(task: TaskConfig, split: str) -> EvalSetSpec:
     raise HarnessError(
         f"unknown split {split!r} for task {task.task.name}; expected one of {', '.join(split_names(task))}"
     )
-
-
-def digest_of(path: Path) -> str:
-    """The sha256 a task YAML records for an eval set file."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()
