@@ -81,13 +81,13 @@ def resolve_model(spec: str) -> ResolvedModel:
 
 def _quiet_transformers() -> None:
     """No progress bar per weight load, and no bitsandbytes warning per int8 matmul: they bury real output."""
-    import warnings
+    import logging
 
     from transformers.utils import logging as transformers_logging
 
     transformers_logging.disable_progress_bar()
     transformers_logging.set_verbosity_error()
-    warnings.filterwarnings("ignore", message="MatMul8bitLt: inputs will be cast")
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
 
 
 def load_tokenizer(model: ResolvedModel) -> Any:

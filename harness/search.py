@@ -23,7 +23,7 @@ from optuna.trial import FrozenTrial, TrialState
 from harness import tracking
 from harness.config import CategoricalParam, FloatParam, TaskConfig, TrialConfig, resolve_trial_config
 from harness.errors import HarnessError, TrialStopped
-from harness.trial import run_trial
+from harness.trial import evaluate_model, run_trial
 
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
 # A worker that dies leaves its trial RUNNING; without a heartbeat for GRACE seconds it is failed and retried.
@@ -347,8 +347,6 @@ def _zero_shot_baseline(task: TaskConfig, base: TrialConfig, parent_run_id: str)
     logged = tracking.run_metrics(parent_run_id)
     if "zero_shot_f1_micro" in logged:
         return {k.removeprefix("zero_shot_"): v for k, v in logged.items() if k.startswith("zero_shot_")}
-    from harness.trial import evaluate_model
-
     scores, _ = evaluate_model(
         task,
         base.model,
