@@ -206,11 +206,10 @@ def search(
     summary = _run_with_progress(config, options, quiet=quiet)
     _print_search_summary(summary, uri)
     if not no_register and summary.best is not None:
-        console.print(
-            f"Registration lands with `harness register`; until then the best adapter is at"
-            f" {summary.best.get('adapter_dir') or 'its MLflow run (artifact adapter/)'}",
-            highlight=False,
-        )
+        from harness.registry import register_trial
+
+        console.print(f"Registering the best trial ({summary.best['trial']}); --no-register skips this.")
+        _print_registration(register_trial(config, study_name=summary.study_name, storage=storage))
     print(json.dumps({"study": summary.study_name, "best": summary.best, "finished": len(summary.rows)}, default=str))
 
 
@@ -281,6 +280,90 @@ def _print_search_summary(summary: Any, uri: str) -> None:
         " Next: `harness ui` to compare trials, `harness search` again with more --trials to extend the study.",
         highlight=False,
     )
+
+
+@app.command()
+def register(
+    task: TaskArgument,
+    study: Annotated[str | None, typer.Option(help="Study name (default: TASK-PROFILE).")] = None,
+    profile: ProfileOption = "auto",
+    trial: Annotated[int | None, typer.Option(help="Register this trial instead of the best one.")] = None,
+    no_refit: Annotated[
+        bool, typer.Option("--no-refit", help="Register the trial's adapter as it is, without retraining.")
+    ] = False,
+    storage: Annotated[
+        str | None, typer.Option(help="Optuna storage URL (default sqlite:///<mlruns>/optuna.db).")
+    ] = None,
+    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (default: <mlruns>/mlflow.db).")] = None,
+) -> None:
+    """Refit a study's best trial, merge its adapter into the base model and register it as @challenger."""
+    from harness import tracking
+    from harness.config import load_task
+    from harness.registry import register_trial
+
+    config = load_task(task)
+    chosen, _ = _choose_profile(config, profile)
+    tracking.configure(tracking_uri)
+    registration = register_trial(
+        config,
+        study_name=study or f"{config.task.name}-{chosen}",
+        storage=storage,
+        trial_number=trial,
+        refit=not no_refit,
+    )
+    _print_registration(registration)
+
+
+def _print_registration(registration: Any) -> None:
+    table = Table(title=f"{registration.name} version {registration.version} (@challenger), trial {registration.trial}")
+    for column in ("metric", "refit run" if registration.refit else "trial run", "merged (validation)", "stored test"):
+        table.add_column(column, justify="right")
+    for key in registration.test:
+        if key.startswith(("f1_", "acc_")) or key in ("exact_match", "json_valid_rate"):
+            table.add_row(
+                key,
+                *(
+                    f"{m[key]:.3f}" if key in m else "-"
+                    for m in (registration.validation, registration.merged_validation, registration.test)
+                ),
+            )
+    console.print(table)
+    console.print(
+        f"Logged on MLflow run {registration.run_id}. Next: `harness promote` to run the gate.", highlight=False
+    )
+
+
+@app.command()
+def promote(
+    task: TaskArgument,
+    version: Annotated[int | None, typer.Option(help="Candidate version (default: @challenger).")] = None,
+    tolerance: Annotated[
+        float, typer.Option(min=0.0, help="Allowed f1_micro drop; each field's F1 may drop twice this.")
+    ] = 0.01,
+    force: Annotated[bool, typer.Option("--force", help="Promote even if the gate refuses (recorded).")] = False,
+    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (default: <mlruns>/mlflow.db).")] = None,
+) -> None:
+    """The regression gate: evaluate candidate and @champion on the stored test set, move @champion if it holds."""
+    from harness import tracking
+    from harness.config import load_task
+    from harness.registry import promote as run_promotion
+
+    config = load_task(task)
+    tracking.configure(tracking_uri)
+    promotion = run_promotion(config, version=version, tolerance=tolerance, force=force)
+    champion = "none" if promotion.champion is None else f"v{promotion.champion}"
+    table = Table(title=f"{promotion.name}: candidate v{promotion.candidate} vs champion {champion} (stored test set)")
+    for column in ("metric", "candidate", "champion", "delta"):
+        table.add_column(column, justify="right")
+    for metric, candidate, current in promotion.result.rows:
+        delta = "" if current is None else f"{candidate - current:+.3f}"
+        table.add_row(metric, f"{candidate:.3f}", "-" if current is None else f"{current:.3f}", delta)
+    console.print(table)
+    for reason in promotion.result.reasons:
+        console.print(f"gate: {reason}", markup=False)
+    console.print(f"verdict: {promotion.verdict} (recorded on the version and on run {promotion.run_id})")
+    if not promotion.promoted:
+        raise typer.Exit(1)
 
 
 @app.command("eval")

@@ -449,9 +449,17 @@ def parse_set_options(options: list[str]) -> dict[str, Any]:
 
 
 def resolve_trial_config(
-    task: TaskConfig, *, profile: str, model: str | None = None, overrides: dict[str, Any] | None = None
+    task: TaskConfig,
+    *,
+    profile: str,
+    model: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    refit: bool = False,
 ) -> TrialConfig:
-    """Apply a profile, a model choice and `--set` overrides (recipe keys, or `budget.<key>`) to the task."""
+    """Apply a profile, a model choice and `--set` overrides (recipe keys, or `budget.<key>`) to the task.
+
+    `refit` takes the profile's refit budget (retraining a winner before registration) instead of its search budget.
+    """
     if profile not in task.profiles:
         raise HarnessError(f"unknown profile {profile!r}; the task defines {', '.join(task.profiles)} (and auto)")
     chosen = task.profiles[profile]
@@ -463,7 +471,7 @@ def resolve_trial_config(
             f"unknown budget key(s) {', '.join('budget.' + k for k in unknown)};"
             f" known: {', '.join('budget.' + k for k in BudgetSpec.model_fields)}"
         )
-    budget_data = {**chosen.budget.model_dump(), **budget_overrides}
+    budget_data = {**(chosen.refit if refit else chosen.budget).model_dump(), **budget_overrides}
     # Steps and epochs exclude each other: setting one replaces the profile's other.
     for given, other in (("max_steps", "epochs"), ("epochs", "max_steps")):
         if given in budget_overrides and other not in budget_overrides:

@@ -80,7 +80,7 @@ def run_search(
 ) -> SearchSummary:
     """Run (or resume) a study until it has `options.trials` finished trials; returns the ranked results."""
     study_name = options.study_name or f"{task.task.name}-{options.profile}"
-    storage_url = options.storage or f"sqlite:///{tracking.mlruns_dir() / 'optuna.db'}"
+    storage_url = options.storage or default_storage()
     base_config = resolve_trial_config(task, profile=options.profile, model=options.model)
     study = _open_study(task, options, study_name, storage_url)
     parent_run_id = tracking.open_study_run(
@@ -123,6 +123,50 @@ def run_search(
         _log_study_plots(study, parent_run_id)
         tracking.finish_study_run(parent_run_id, status)
     return summary
+
+
+@dataclass(frozen=True)
+class StudyTrial:
+    """A finished trial as registration needs it: which study, its params, value and MLflow run."""
+
+    study_name: str
+    number: int
+    params: dict[str, Any]
+    value: float
+    mlflow_run_id: str
+
+
+def default_storage() -> str:
+    return f"sqlite:///{tracking.mlruns_dir() / 'optuna.db'}"
+
+
+def find_trial(study_name: str, *, storage: str | None = None, number: int | None = None) -> StudyTrial:
+    """A study's best complete trial, or the trial numbered `number`; a clear error when there is none."""
+    storage_url = storage or default_storage()
+    try:
+        study = optuna.load_study(study_name=study_name, storage=storage_url)
+    except KeyError:
+        known = optuna.get_all_study_names(storage=storage_url)
+        raise HarnessError(
+            f"no study {study_name!r} in {_without_password(storage_url)}; studies there:"
+            f" {', '.join(known) or 'none'} (run `harness search` first, or pass --study)"
+        ) from None
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if number is None:
+        if not complete:
+            raise HarnessError(f"study {study_name!r} has no complete trial to register yet")
+        trial = study.best_trial
+    else:
+        matching = [t for t in complete if t.number == number]
+        if not matching:
+            raise HarnessError(
+                f"trial {number} of study {study_name!r} is not a complete trial;"
+                f" complete trials: {', '.join(str(t.number) for t in complete) or 'none'}"
+            )
+        trial = matching[0]
+    return StudyTrial(
+        study_name, trial.number, dict(trial.params), float(trial.value or 0.0), trial.user_attrs[MLFLOW_RUN_ATTR]
+    )
 
 
 def _open_study(task: TaskConfig, options: SearchOptions, study_name: str, storage_url: str) -> optuna.Study:

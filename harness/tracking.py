@@ -6,9 +6,11 @@ State lives in `<mlruns>`: `./mlruns` unless `HARNESS_MLRUNS` says otherwise. Th
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import logging
 import os
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +18,7 @@ from typing import Any
 
 # Set before MLflow is imported: no usage telemetry leaves the machine.
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no progress bar per download
 
 import mlflow
 import pandas as pd
@@ -125,15 +128,10 @@ def open_study_run(task_name: str, study_name: str, *, tags: dict[str, str]) -> 
     """The study's parent run: found by its study tag when resuming (and set RUNNING again), else created."""
     client = MlflowClient()
     experiment_id = experiment_for(task_name)
-    existing = client.search_runs(
-        [experiment_id],
-        filter_string=f"tags.`harness.study` = '{study_name}' and tags.`harness.kind` = 'study'",
-        max_results=1,
-    )
+    existing = find_study_run(task_name, study_name)
     if existing:
-        run_id = str(existing[0].info.run_id)
-        client.update_run(run_id, status="RUNNING")
-        return run_id
+        client.update_run(existing, status="RUNNING")
+        return existing
     run = client.create_run(experiment_id, run_name=study_name, tags={**tags, "harness.kind": "study"})
     return str(run.info.run_id)
 
@@ -171,3 +169,132 @@ def fail_run(run_id: str, reason: str) -> None:
 
 def log_directory_to_run(run_id: str, directory: Path, artifact_path: str) -> None:
     MlflowClient().log_artifacts(run_id, str(directory), artifact_path)
+
+
+# The model registry: one registered model per task, versions moved between aliases by the promotion gate.
+
+
+def run_params(run_id: str) -> dict[str, str]:
+    return dict(MlflowClient().get_run(run_id).data.params)
+
+
+def download_run_artifacts(run_id: str, artifact_path: str, destination: Path) -> Path:
+    """Copy a run's artifact directory (a trial's `adapter`, say) to a local directory."""
+    destination.mkdir(parents=True, exist_ok=True)
+    return Path(
+        mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact_path, dst_path=str(destination))
+    )
+
+
+def find_study_run(task_name: str, study_name: str) -> str | None:
+    experiment = mlflow.get_experiment_by_name(task_name)
+    if experiment is None:
+        return None
+    found = MlflowClient().search_runs(
+        [experiment.experiment_id],
+        filter_string=f"tags.`harness.study` = '{study_name}' and tags.`harness.kind` = 'study'",
+        max_results=1,
+    )
+    return str(found[0].info.run_id) if found else None
+
+
+def log_and_register_model(
+    run_id: str,
+    model: Any,
+    tokenizer: Any,
+    *,
+    registered_name: str,
+    input_example: str,
+    output_example: str,
+    alias: str,
+    version_tags: dict[str, str],
+) -> int:
+    """Log a merged model on a run (transformers flavor, text-generation), register it as a new version
+    of `registered_name`, point `alias` at it and tag it; returns the version number."""
+    from mlflow.models import infer_signature
+
+    client = MlflowClient()
+    status = client.get_run(run_id).info.status
+    with mlflow.start_run(run_id=run_id, log_system_metrics=False):
+        logged = mlflow.transformers.log_model(
+            # A model and tokenizer, not a checkpoint path: MLflow 3.17's path branch fails on transformers 5.
+            transformers_model={"model": model, "tokenizer": tokenizer},
+            name="model",
+            task="text-generation",
+            signature=infer_signature([input_example], [output_example]),
+            input_example=[input_example],
+            # Stated, not inferred: MLflow's inference imports torchvision, which a text model does not need.
+            pip_requirements=[
+                f"{p}=={importlib.metadata.version(p)}" for p in ("torch", "transformers", "safetensors")
+            ],
+            registered_model_name=registered_name,
+            await_registration_for=60,
+        )
+    client.set_terminated(run_id, status)  # resuming the run to log must not change how it ended
+    version = int(logged.registered_model_version)
+    client.set_registered_model_alias(registered_name, alias, str(version))
+    for key, value in version_tags.items():
+        client.set_model_version_tag(registered_name, str(version), key, value)
+    return version
+
+
+def model_version(registered_name: str, *, alias: str | None = None, version: int | None = None) -> Any:
+    """A registered version by alias or number; None when the alias is not set or the name is unknown."""
+    client = MlflowClient()
+    try:
+        found = (
+            client.get_model_version_by_alias(registered_name, alias)
+            if alias
+            else client.get_model_version(registered_name, str(version))
+        )
+    except mlflow.exceptions.MlflowException:
+        return None
+    return found
+
+
+def model_aliases(registered_name: str) -> dict[str, int]:
+    client = MlflowClient()
+    try:
+        model = client.get_registered_model(registered_name)
+    except mlflow.exceptions.MlflowException:
+        return {}
+    return {alias: int(version) for alias, version in model.aliases.items()}
+
+
+def set_model_alias(registered_name: str, alias: str, version: int) -> None:
+    MlflowClient().set_registered_model_alias(registered_name, alias, str(version))
+
+
+def tag_model_version(registered_name: str, version: int, tags: dict[str, str]) -> None:
+    client = MlflowClient()
+    for key, value in tags.items():
+        client.set_model_version_tag(registered_name, str(version), key, value)
+
+
+def download_model_version(registered_name: str, version: int, destination: Path) -> Path:
+    """Materialise a registered version's weights locally; returns the transformers model directory."""
+    root = Path(
+        mlflow.artifacts.download_artifacts(
+            artifact_uri=f"models:/{registered_name}/{version}", dst_path=str(destination)
+        )
+    )
+    # The transformers flavor keeps weights and config in `model/` and the tokenizer (with its chat template) in
+    # `components/tokenizer/`: one directory with both is what transformers and vLLM load.
+    model_dir = root / "model"
+    for file in (root / "components" / "tokenizer").glob("*"):
+        shutil.copy(file, model_dir / file.name)
+    return model_dir
+
+
+def log_decision_run(
+    task_name: str, *, run_name: str, params: dict[str, Any], metrics: dict[str, float], tags: dict[str, str]
+) -> str:
+    """A finished run recording a decision (a promotion), so it shows in the experiment beside the trials."""
+    client = MlflowClient()
+    run = client.create_run(experiment_for(task_name), run_name=run_name, tags=tags)
+    for key, value in params.items():
+        client.log_param(run.info.run_id, key, _param_value(value))
+    for key, number in metrics.items():
+        client.log_metric(run.info.run_id, key, float(number))
+    client.set_terminated(run.info.run_id, "FINISHED")
+    return str(run.info.run_id)

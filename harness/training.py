@@ -231,3 +231,8 @@ def load_adapter(model: Any, directory: Path) -> PeftModel:
     if not (directory / "adapter_config.json").exists():
         raise HarnessError(f"{directory} is not a LoRA adapter: it has no adapter_config.json")
     return PeftModel.from_pretrained(model, directory, is_trainable=False)
+
+
+def merge_adapter(model: Any, directory: Path) -> Any:
+    """Fold a LoRA adapter into an unquantized base model's weights (`merge_and_unload`): a plain model again."""
+    return load_adapter(model, directory).merge_and_unload()

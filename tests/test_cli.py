@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 from harness.task_data import load_split
 
 HARNESS = str(Path(sys.executable).parent / "harness")
-COMMANDS = ["score", "baseline", "data", "train", "eval", "search", "fetch-model"]
+COMMANDS = ["score", "baseline", "data", "train", "eval", "search", "register", "promote", "fetch-model"]
 
 
 def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -142,3 +143,29 @@ def test_train_refuses_bad_settings_before_loading_anything(args, message):
     result = run("train", "legal", "--profile", "smoke", *args)
     assert result.returncode == 2
     assert message in result.stderr.replace("\n", "") and "Traceback" not in result.stderr
+
+
+def test_register_without_a_study_says_which_studies_exist(tmp_path):
+    result = subprocess.run(
+        [HARNESS, "register", "legal", "--profile", "smoke"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "HARNESS_MLRUNS": str(tmp_path)},
+    )
+    assert result.returncode == 2
+    assert "no study 'legal-smoke'" in result.stderr and "studies there: none" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_promote_without_a_registered_model_says_to_register_first(tmp_path):
+    result = subprocess.run(
+        [HARNESS, "promote", "legal"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "HARNESS_MLRUNS": str(tmp_path)},
+    )
+    assert result.returncode == 2
+    assert "legal-extractor has no alias @challenger" in result.stderr.replace("\n", " ")
+    assert "harness register legal" in result.stderr.replace("\n", " ")
