@@ -366,6 +366,73 @@ def promote(
         raise typer.Exit(1)
 
 
+@app.command()
+def serve(
+    task: TaskArgument,
+    alias: Annotated[str, typer.Option(help="Serve models:/<task>-extractor@ALIAS.")] = "champion",
+    host: Annotated[str, typer.Option(help="Interface to bind; 0.0.0.0 exposes the server to the network.")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(help="Port of the OpenAI-compatible server.")] = 8000,
+    api_key: Annotated[str | None, typer.Option(help="Require this bearer key on every request.")] = None,
+    max_model_len: Annotated[int, typer.Option(help="Longest prompt + answer in tokens.")] = 2048,
+    check: Annotated[
+        bool, typer.Option("--check", help="Send the stored test set through it, compare with offline, then stop.")
+    ] = False,
+    detach: Annotated[bool, typer.Option("--detach", help="Leave the server running in the background.")] = False,
+    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (default: <mlruns>/mlflow.db).")] = None,
+) -> None:
+    """Serve a registered version with vLLM's OpenAI-compatible server (until Ctrl-C, or --detach / --check)."""
+    from harness import serving, tracking
+    from harness.config import load_task
+
+    config = load_task(task)
+    tracking.configure(tracking_uri)
+    options = serving.ServerOptions(host=host, port=port, api_key=api_key, max_model_len=max_model_len)
+    server, version, model_dir = serving.serve_registered(config, alias, options)
+    console.print(
+        f"Serving {server.served_name} v{version} (@{alias}, weights in {model_dir}) at {server.base_url}"
+        f" (pid {server.process.pid}, log {server.log_path})",
+        highlight=False,
+    )
+    auth = ' -H "Authorization: Bearer $KEY"' if api_key else ""
+    console.print(
+        f"Try: curl {server.base_url}/chat/completions{auth} -H 'Content-Type: application/json' -d"
+        f' \'{{"model": "{server.served_name}", "temperature": 0, "messages": [{{"role": "user", "content":'
+        f' "{config.task.instruction[:60]}... <decision text>"}}]}}\'',
+        markup=False,
+        highlight=False,
+    )
+    if check:
+        try:
+            result = serving.check_registered(config, server, version, api_key)
+        finally:
+            if not detach:
+                serving.stop_server(server)
+        table = Table(title=f"served vs offline, v{version}, stored test set")
+        for column in ("metric", "served (vLLM)", "offline (transformers)"):
+            table.add_column(column, justify="right")
+        for key in ("f1_micro", "exact_match", "json_valid_rate", "schema_valid_rate"):
+            table.add_row(key, f"{result.served[key]:.4f}", f"{result.offline[key]:.4f}")
+        console.print(table)
+        for concurrency, (tokens_per_second, p50, p95) in result.throughput.items():
+            console.print(
+                f"concurrency {concurrency}: {tokens_per_second:.0f} tokens/s, latency p50 {p50:.2f} s, p95 {p95:.2f} s"
+            )
+        verdict = "passes" if result.passed else "FAILS"
+        console.print(f"parity {verdict}: |delta f1_micro| = {result.delta:.4f} (tolerance {result.parity_tolerance})")
+        if not result.passed:
+            raise typer.Exit(1)
+        return
+    if detach:
+        console.print(f"Detached; stop it with `kill {server.process.pid}`.")
+        return
+    try:
+        server.process.wait()
+    except KeyboardInterrupt:
+        serving.stop_server(server)
+
+
 @app.command("eval")
 def eval_(
     task: TaskArgument,

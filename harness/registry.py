@@ -210,7 +210,7 @@ def promote(task: TaskConfig, *, version: int | None = None, tolerance: float = 
     champion_number = int(champion.version) if champion else None
     if champion_number == candidate_number:
         raise HarnessError(f"{name} version {candidate_number} is already @{CHAMPION}")
-    max_new_tokens = _max_new_tokens(task, candidate.tags)
+    max_new_tokens = max_new_tokens_for(task, candidate.tags)
     candidate_metrics = evaluate_version(task, name, candidate_number, max_new_tokens=max_new_tokens)
     champion_metrics = (
         evaluate_version(task, name, champion_number, max_new_tokens=max_new_tokens) if champion_number else None
@@ -265,6 +265,6 @@ def materialise_version(name: str, version: int) -> Path:
     return model_dir
 
 
-def _max_new_tokens(task: TaskConfig, version_tags: dict[str, str]) -> int:
+def max_new_tokens_for(task: TaskConfig, version_tags: dict[str, str]) -> int:
     profile = version_tags.get("harness.profile")
     return task.profiles[profile].refit.max_new_tokens if profile in task.profiles else 128

