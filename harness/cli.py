@@ -203,7 +203,12 @@ def search(
     )
     uri = tracking.configure(tracking_uri)
     console.print(f"profile [bold]{chosen}[/bold] ({reason})", highlight=False)
-    summary = _run_with_progress(config, options, quiet=quiet)
+    try:
+        summary = _run_with_progress(config, options, quiet=quiet)
+    except KeyboardInterrupt:
+        # The search has recorded the stop (trial FAIL, its run and the study's run KILLED): say so, no traceback.
+        errors.print("\ninterrupted: the current run is marked KILLED; run the same command again to resume")
+        raise typer.Exit(130) from None
     _print_search_summary(summary, uri)
     if not no_register and summary.best is not None:
         from harness.registry import register_trial
@@ -235,6 +240,8 @@ def _run_with_progress(config: Any, options: Any, *, quiet: bool) -> Any:
         best = "-" if progress.best_value is None else f"{progress.best_value:.4f} (trial {progress.best_trial})"
         table.add_row("best so far", best)
         table.add_row("elapsed / ETA", f"{elapsed:.0f} s / {eta:.0f} s")
+        if progress.last_failure:
+            table.add_row("last failure", progress.last_failure)
         return table
 
     if quiet:
@@ -242,7 +249,8 @@ def _run_with_progress(config: Any, options: Any, *, quiet: bool) -> Any:
             config,
             options,
             on_progress=lambda p: errors.print(
-                f"finished {p.finished}/{p.total}, trial {p.current_trial} step {p.current_step}, best {p.best_value}",
+                f"finished {p.finished}/{p.total}, trial {p.current_trial} step {p.current_step}, best {p.best_value}"
+                + (f", last failure: {p.last_failure}" if p.last_failure else ""),
                 markup=False,
             ),
         )
@@ -391,10 +399,10 @@ def serve(
     options = serving.ServerOptions(host=host, port=port, api_key=api_key, max_model_len=max_model_len)
     server, version, model_dir = serving.serve_registered(config, alias, options)
     console.print(
-        f"Serving {server.served_name} v{version} (@{alias}, weights in {model_dir}) at {server.base_url}"
-        f" (pid {server.process.pid}, log {server.log_path})",
+        f"Serving {server.served_name} v{version} (@{alias}, weights in {model_dir}) at {server.base_url}",
         highlight=False,
     )
+    console.print(f"server pid {server.process.pid}, log {server.log_path}", highlight=False, soft_wrap=True)
     auth = ' -H "Authorization: Bearer $KEY"' if api_key else ""
     console.print(
         f"Try: curl {server.base_url}/chat/completions{auth} -H 'Content-Type: application/json' -d"

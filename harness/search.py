@@ -31,7 +31,8 @@ HEARTBEAT_SECONDS = int(os.environ.get("HARNESS_HEARTBEAT_SECONDS", "30"))
 MAX_RETRIES = 2
 MLFLOW_RUN_ATTR = "mlflow_run_id"
 
-optuna.logging.set_verbosity(optuna.logging.WARNING)
+# Optuna logs each failed trial with its traceback; harness reports failures itself (progress, MLflow, user attrs).
+optuna.logging.set_verbosity(optuna.logging.ERROR)
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,7 @@ class SearchProgress:
     current_step: int = 0
     best_value: float | None = None
     best_trial: int | None = None
+    last_failure: str | None = None  # "trial N: error", shown instead of Optuna's logged traceback
     started: float = field(default_factory=time.monotonic)
 
 
@@ -197,7 +199,10 @@ def _open_study(task: TaskConfig, options: SearchOptions, study_name: str, stora
             f" or objective than {task.file} now declares:\n  stored:  {stored}\n  current: {signature}\n"
             "Name a new study with --study NAME (or restore the YAML) so results stay comparable."
         )
-    if not study.trials:
+    # The seed recipe is queued once, and again when its trial failed (Ctrl-C, a crash): every study gets to
+    # answer "did the search beat the standard recipe?".
+    seed_trials = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("harness.seed_recipe")]
+    if all(t.state == TrialState.FAIL for t in seed_trials):
         study.enqueue_trial(_seed_params(task), user_attrs={"harness.seed_recipe": True})
     return study
 
@@ -364,6 +369,8 @@ def _after_trial(
 ) -> None:
     progress.finished = _count_finished(study)
     progress.current_trial = None
+    if trial.state == TrialState.FAIL:
+        progress.last_failure = f"trial {trial.number}: {trial.user_attrs.get('harness.error', 'interrupted')}"
     _update_best(study, progress)
     if progress.best_value is not None:
         tracking.log_to_run(

@@ -135,7 +135,7 @@ def test_a_space_without_the_seed_recipe_is_refused(mlruns, task_copy):
 def test_a_search_killed_mid_trial_is_resumed_and_leaves_no_run_running(mlruns, tmp_path):
     env = {**os.environ, "HARNESS_MLRUNS": str(mlruns), "HARNESS_HEARTBEAT_SECONDS": "2"}
     command = [str(Path(sys.executable).parent / "harness"), "search", "legal", "--trials", "2", "--profile",
-               "smoke", "--quiet"]  # fmt: skip
+               "smoke", "--quiet", "--no-register"]  # fmt: skip
     worker = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and not running_trial_has_run(mlruns / "optuna.db"):
@@ -154,3 +154,33 @@ def test_a_search_killed_mid_trial_is_resumed_and_leaves_no_run_running(mlruns, 
     killed = MlflowClient().get_run(study.trials[0].user_attrs["mlflow_run_id"])
     assert killed.info.status == "FAILED" and "heartbeats" in killed.data.tags["harness.error"]
     assert study.trials[1].system_attrs.get("failed_trial") == 0  # the stale trial was retried
+
+
+def test_ctrl_c_kills_the_trial_and_the_study_run_and_the_same_command_resumes(mlruns):
+    env = {**os.environ, "HARNESS_MLRUNS": str(mlruns), "COLUMNS": "200"}  # tables wide enough not to wrap
+    command = [str(Path(sys.executable).parent / "harness"), "search", "legal", "--trials", "2", "--profile",
+               "smoke", "--no-register"]  # fmt: skip
+    worker = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and not running_trial_has_run(mlruns / "optuna.db"):
+        time.sleep(0.5)
+    worker.send_signal(signal.SIGINT)
+    _, stderr = worker.communicate(timeout=120)
+    assert worker.returncode == 130
+    assert "interrupted: the current run is marked KILLED" in stderr and "Traceback" not in stderr
+    assert "trials finished" in stderr and "0 of 2" in stderr  # the live view, as it stood
+    study = study_of(mlruns)
+    assert [t.state.name for t in study.trials] == ["FAIL"]
+    interrupted = MlflowClient().get_run(study.trials[0].user_attrs["mlflow_run_id"])
+    assert (interrupted.info.status, interrupted.data.tags["harness.state"]) == ("KILLED", "killed")
+    (parent,) = [r for r in runs() if r.data.tags.get("harness.kind") == "study"]
+    assert parent.info.status == "KILLED"
+
+    rerun = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    resumed = study_of(mlruns).trials
+    assert [t.state.name for t in resumed] == ["FAIL", "COMPLETE", "COMPLETE"]
+    assert resumed[1].params == resumed[0].params and resumed[1].user_attrs["harness.seed_recipe"]  # queued again
+    assert "2 of 2" in rerun.stderr and "top trials by f1_micro" in rerun.stdout
+    assert "zero-shot" in rerun.stdout and "seed recipe" in rerun.stdout
+    assert not runs("RUNNING")

@@ -73,9 +73,12 @@ def test_serve_check_matches_offline_and_the_server_requires_its_key(legal, tmp_
         capture_output=True,
         text=True,
         timeout=900,
-        env={**os.environ, "HARNESS_MLRUNS": str(tmp_path / "mlruns")},
+        # Wide enough that Rich does not wrap the lines this test reads.
+        env={**os.environ, "HARNESS_MLRUNS": str(tmp_path / "mlruns"), "COLUMNS": "200"},
     )
-    pid = int(re.search(r"pid (\d+)", result.stdout).group(1))
+    started = re.search(r"server pid (\d+)", result.stdout)
+    assert started, result.stdout + result.stderr
+    pid = int(started.group(1))
     try:
         assert result.returncode == 0, result.stdout + result.stderr
         assert "parity passes" in result.stdout
