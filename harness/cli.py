@@ -299,32 +299,48 @@ def register(
     no_refit: Annotated[
         bool, typer.Option("--no-refit", help="Register the trial's adapter as it is, without retraining.")
     ] = False,
+    run: Annotated[
+        str | None, typer.Option(help="Register the adapter of this MLflow run (e.g. `harness train`), as trained.")
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(help="Register this model as it is, no adapter (e.g. the zero-shot base, as a baseline)."),
+    ] = None,
     storage: Annotated[
         str | None, typer.Option(help="Optuna storage URL (default sqlite:///<mlruns>/optuna.db).")
     ] = None,
     tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (default: <mlruns>/mlflow.db).")] = None,
 ) -> None:
     """Refit a study's best trial, merge its adapter into the base model and register it as @challenger."""
-    from harness import tracking
+    from harness import registry, tracking
     from harness.config import load_task
-    from harness.registry import register_trial
 
     config = load_task(task)
+    if run and model:
+        raise HarnessError("give --run or --model, not both")
+    if (run or model) and (study or trial is not None or no_refit):
+        raise HarnessError("--study, --trial and --no-refit choose a study's trial; they do not apply to --run/--model")
     chosen, _ = _choose_profile(config, profile)
     tracking.configure(tracking_uri)
-    registration = register_trial(
-        config,
-        study_name=study or f"{config.task.name}-{chosen}",
-        storage=storage,
-        trial_number=trial,
-        refit=not no_refit,
-    )
+    if run:
+        registration = registry.register_run(config, run)
+    elif model:
+        registration = registry.register_model(config, model, profile=chosen)
+    else:
+        registration = registry.register_trial(
+            config,
+            study_name=study or f"{config.task.name}-{chosen}",
+            storage=storage,
+            trial_number=trial,
+            refit=not no_refit,
+        )
     _print_registration(registration)
 
 
 def _print_registration(registration: Any) -> None:
-    table = Table(title=f"{registration.name} version {registration.version} (@challenger), trial {registration.trial}")
-    for column in ("metric", "refit run" if registration.refit else "trial run", "merged (validation)", "stored test"):
+    table = Table(title=f"{registration.name} version {registration.version} (@challenger), from {registration.source}")
+    columns = ("metric", "refit run" if registration.refit else "trained", "merged (validation)", "stored test")
+    for column in columns:
         table.add_column(column, justify="right")
     for key in registration.test:
         if key.startswith(("f1_", "acc_")) or key in ("exact_match", "json_valid_rate"):
@@ -384,6 +400,13 @@ def serve(
     port: Annotated[int, typer.Option(help="Port of the OpenAI-compatible server.")] = 8000,
     api_key: Annotated[str | None, typer.Option(help="Require this bearer key on every request.")] = None,
     max_model_len: Annotated[int, typer.Option(help="Longest prompt + answer in tokens.")] = 2048,
+    lora: Annotated[
+        bool, typer.Option("--lora", help="Serve the base model with the version's adapter unmerged (vLLM LoRA).")
+    ] = False,
+    json_schema: Annotated[
+        bool,
+        typer.Option("--json-schema", help="Constrain answers to the task's JSON Schema (response_format)."),
+    ] = False,
     check: Annotated[
         bool, typer.Option("--check", help="Send the stored test set through it, compare with offline, then stop.")
     ] = False,
@@ -393,42 +416,41 @@ def serve(
     """Serve a registered version with vLLM's OpenAI-compatible server (until Ctrl-C, or --detach / --check)."""
     from harness import serving, tracking
     from harness.config import load_task
+    from harness.prompts import output_schema
 
     config = load_task(task)
     tracking.configure(tracking_uri)
     options = serving.ServerOptions(host=host, port=port, api_key=api_key, max_model_len=max_model_len)
-    server, version, model_dir = serving.serve_registered(config, alias, options)
-    console.print(
-        f"Serving {server.served_name} v{version} (@{alias}, weights in {model_dir}) at {server.base_url}",
-        highlight=False,
-    )
+    server, version, served_dir = serving.serve_registered(config, alias, options, lora=lora)
+    how = f"adapter {served_dir} on its base model (LoRA, unmerged)" if lora else f"weights in {served_dir}"
+    console.print(f"Serving {server.served_name} v{version} (@{alias}, {how}) at {server.base_url}", highlight=False)
     console.print(f"server pid {server.process.pid}, log {server.log_path}", highlight=False, soft_wrap=True)
+    request: dict[str, Any] = {
+        "model": server.served_name,
+        "temperature": 0,
+        "messages": [{"role": "user", "content": f"{config.task.instruction[:60]}... <decision text>"}],
+    }
+    if json_schema:
+        schema = output_schema(config)
+        request["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {"name": config.task.name, "schema": schema},
+        }
     auth = ' -H "Authorization: Bearer $KEY"' if api_key else ""
     console.print(
-        f"Try: curl {server.base_url}/chat/completions{auth} -H 'Content-Type: application/json' -d"
-        f' \'{{"model": "{server.served_name}", "temperature": 0, "messages": [{{"role": "user", "content":'
-        f' "{config.task.instruction[:60]}... <decision text>"}}]}}\'',
+        f"Try: curl {server.base_url}/chat/completions{auth} -H 'Content-Type: application/json'"
+        f" -d '{json.dumps(request, ensure_ascii=False)}'",
         markup=False,
         highlight=False,
+        soft_wrap=True,
     )
     if check:
         try:
-            result = serving.check_registered(config, server, version, api_key)
+            result = serving.check_registered(config, server, version, api_key, json_schema=json_schema)
         finally:
             if not detach:
                 serving.stop_server(server)
-        table = Table(title=f"served vs offline, v{version}, stored test set")
-        for column in ("metric", "served (vLLM)", "offline (transformers)"):
-            table.add_column(column, justify="right")
-        for key in ("f1_micro", "exact_match", "json_valid_rate", "schema_valid_rate"):
-            table.add_row(key, f"{result.served[key]:.4f}", f"{result.offline[key]:.4f}")
-        console.print(table)
-        for concurrency, (tokens_per_second, p50, p95) in result.throughput.items():
-            console.print(
-                f"concurrency {concurrency}: {tokens_per_second:.0f} tokens/s, latency p50 {p50:.2f} s, p95 {p95:.2f} s"
-            )
-        verdict = "passes" if result.passed else "FAILS"
-        console.print(f"parity {verdict}: |delta f1_micro| = {result.delta:.4f} (tolerance {result.parity_tolerance})")
+        _print_serving_check(result, version)
         if not result.passed:
             raise typer.Exit(1)
         return
@@ -439,6 +461,32 @@ def serve(
         server.process.wait()
     except KeyboardInterrupt:
         serving.stop_server(server)
+
+
+def _print_serving_check(result: Any, version: int) -> None:
+    table = Table(title=f"served vs offline, v{version}, stored test set")
+    columns = ["metric", "served (vLLM)", "offline (transformers)"]
+    if result.constrained is not None:
+        columns.insert(2, "served, JSON Schema")
+    for column in columns:
+        table.add_column(column, justify="right")
+    for key in ("f1_micro", "exact_match", "json_valid_rate", "schema_valid_rate"):
+        constrained = [] if result.constrained is None else [f"{result.constrained[key]:.4f}"]
+        table.add_row(key, f"{result.served[key]:.4f}", *constrained, f"{result.offline[key]:.4f}")
+    console.print(table)
+    speeds = [(f"concurrency {c}", speed) for c, speed in result.throughput.items()]
+    if result.constrained_throughput is not None:
+        speeds.append(("concurrency 16, JSON Schema", result.constrained_throughput))
+    for label, (tokens_per_second, p50, p95) in speeds:
+        console.print(f"{label}: {tokens_per_second:.0f} tokens/s, latency p50 {p50:.2f} s, p95 {p95:.2f} s")
+    if result.constrained is not None:
+        console.print(
+            f"json_valid_rate without the schema {result.served['json_valid_rate']:.4f},"
+            f" with it {result.constrained['json_valid_rate']:.4f}"
+        )
+    console.print(f"answers identical to the offline ones: {result.identical:.1%}")
+    verdict = "passes" if result.passed else "FAILS"
+    console.print(f"parity {verdict}: |delta f1_micro| = {result.delta:.4f} (tolerance {result.parity_tolerance})")
 
 
 @app.command("eval")

@@ -4,6 +4,8 @@ register: refit the winning recipe at the profile's refit budget (a run of its o
 -> reload the base model unquantized -> merge the adapter into it -> evaluate the merged model (validation for
 int8 / nf4 trials, so the merge loss is visible; the stored test set always) -> log it as an MLflow model, a new
 version of `<task>-extractor` with alias `challenger`, tagged with where it came from and how it scored.
+`register_run` does the same from any training run's adapter (`harness train`), as trained; `register_model`
+registers a model without an adapter (the zero-shot base, as a baseline version to gate against).
 
 promote: evaluate the candidate and the current champion on the stored test set and move the `champion` alias
 only if the gate passes (`gate`); every decision is recorded on the version and as a run.
@@ -19,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import model_loading, search, tracking, training
-from harness.config import TaskConfig, TrialConfig, resolve_trial_config
+from harness.config import TaskConfig, resolve_trial_config
 from harness.errors import HarnessError
 from harness.prompts import assistant_turn, user_turn
 from harness.task_data import load_split
@@ -37,12 +39,26 @@ def registered_name(task: TaskConfig) -> str:
 class Registration:
     name: str
     version: int
-    trial: int
-    run_id: str  # the run the model is logged on: the refit run, or the trial's own with --no-refit
+    source: str  # what was registered: "trial 3 of legal-cpu", "run <id>", "model embedded:..."
+    run_id: str  # the run the model is logged on
     refit: bool
-    validation: dict[str, float]  # the adapter's validation metrics (trial or refit run)
-    merged_validation: dict[str, float]  # the merged model's, for int8 / nf4 trials; empty otherwise
-    test: dict[str, float]  # the merged model on the stored test set
+    validation: dict[str, float]  # the adapter's validation metrics (trial, refit or train run); empty for a model
+    merged_validation: dict[str, float]  # the merged model's, for int8 / nf4 adapters; empty otherwise
+    test: dict[str, float]  # the registered weights on the stored test set
+
+
+@dataclass(frozen=True)
+class AdapterRun:
+    """A run that holds a trained adapter, and what the registration needs to know about its training."""
+
+    run_id: str
+    adapter_dir: Path
+    base_model: str
+    profile: str
+    quantization: str
+    validation: dict[str, float]
+    validation_examples: int
+    max_new_tokens: int
 
 
 def register_trial(
@@ -56,9 +72,10 @@ def register_trial(
     """Register a study's best trial (or trial `trial_number`) as a new `challenger` version."""
     chosen = search.find_trial(study_name, storage=storage, number=trial_number)
     trial_params = tracking.run_params(chosen.mlflow_run_id)
-    profile, model_spec = trial_params["profile"], trial_params["model"]
     work = Path(tempfile.mkdtemp(prefix="harness-register-"))
-    config = resolve_trial_config(task, profile=profile, model=model_spec, overrides=chosen.params, refit=refit)
+    config = resolve_trial_config(
+        task, profile=trial_params["profile"], model=trial_params["model"], overrides=chosen.params, refit=refit
+    )
     if refit:
         # Searches run at low fidelity: retrain the winning recipe with the profile's refit budget first.
         result = run_trial(
@@ -74,47 +91,119 @@ def register_trial(
         run_id = chosen.mlflow_run_id
         adapter_dir = tracking.download_run_artifacts(run_id, "adapter", work)
         validation = tracking.run_metrics(run_id)
+    adapter = AdapterRun(
+        run_id,
+        adapter_dir,
+        config.model,
+        config.profile,
+        config.recipe.quantization,
+        validation,
+        config.budget.validation_examples,
+        config.budget.max_new_tokens,
+    )
+    source = {"harness.study": study_name, "harness.trial": str(chosen.number), "harness.refit": str(refit).lower()}
+    return _register_adapter(task, adapter, f"trial {chosen.number} of {study_name}", source, work, refit=refit)
 
+
+def register_run(task: TaskConfig, run_id: str) -> Registration:
+    """Register the adapter of any finished training run (`harness train`, a trial) as it is."""
+    params = tracking.run_params(run_id)
+    if params.get("task") != task.task.name or "model" not in params:
+        raise HarnessError(
+            f"MLflow run {run_id} is not a {task.task.name} training run (it has no task/model params of one);"
+            " give the id of a `harness train` or trial run"
+        )
+    work = Path(tempfile.mkdtemp(prefix="harness-register-"))
+    adapter = AdapterRun(
+        run_id,
+        tracking.download_run_artifacts(run_id, "adapter", work),
+        params["model"],
+        params["profile"],
+        params["quantization"],
+        tracking.run_metrics(run_id),
+        int(params["budget.validation_examples"]),
+        int(params["budget.max_new_tokens"]),
+    )
+    return _register_adapter(task, adapter, f"run {run_id}", {"harness.run": run_id}, work, refit=False)
+
+
+def register_model(task: TaskConfig, model_spec: str, *, profile: str) -> Registration:
+    """Register a model as it is, without an adapter: the zero-shot base as a baseline version, or any
+    local model directory. Its stored-test figures are computed and tagged like any other version's."""
+    work = Path(tempfile.mkdtemp(prefix="harness-register-"))
+    model_ref = model_loading.resolve_model(model_spec)
+    tokenizer = model_loading.load_tokenizer(model_ref)
+    saved = save_bf16(model_loading.load_causal_lm(model_ref, dtype="auto"), tokenizer, work / "model")
+    max_new_tokens = task.profiles[profile].refit.max_new_tokens
+    test_scores, _ = evaluate_model(task, str(saved), split="test", max_new_tokens=max_new_tokens)
+    test = dict(test_scores.metrics)
+    run_id = tracking.log_decision_run(
+        task.task.name,
+        run_name=f"register-{model_ref.path.name}",
+        params={"model": model_spec, "profile": profile},
+        metrics={f"test_{k}": v for k, v in test.items()},
+        tags={"harness.kind": "registration", "harness.profile": profile},
+    )
+    tags = {"harness.source": "model", "harness.base_model": model_spec, "harness.profile": profile}
+    version = _log_version(task, saved, tokenizer, run_id, {**tags, **_metric_tags({}, {}, test)})
+    return Registration(registered_name(task), version, f"model {model_spec}", run_id, False, {}, {}, test)
+
+
+def _register_adapter(
+    task: TaskConfig, adapter: AdapterRun, source: str, source_tags: dict[str, str], work: Path, *, refit: bool
+) -> Registration:
+    """adapter -> merged into the unquantized base -> evaluated -> logged and registered as @challenger."""
     # merge: the adapter goes into the unquantized base, never into 4- or 8-bit weights (that merge is lossy)
-    base_ref = model_loading.resolve_model(config.model)
+    base_ref = model_loading.resolve_model(adapter.base_model)
     tokenizer = model_loading.load_tokenizer(base_ref)
-    merged = merge_into_base(base_ref, adapter_dir, work / "merged", tokenizer)
-    budget = config.budget
+    merged = merge_into_base(base_ref, adapter.adapter_dir, work / "merged", tokenizer)
     merged_validation: dict[str, float] = {}
-    if config.recipe.quantization in QUANTIZED:
+    if adapter.quantization in QUANTIZED:
         scores, _ = evaluate_model(
             task,
             str(merged),
             split="validation",
-            limit=budget.validation_examples,
-            max_new_tokens=budget.max_new_tokens,
+            limit=adapter.validation_examples,
+            max_new_tokens=adapter.max_new_tokens,
         )
         merged_validation = dict(scores.metrics)
-    test_scores, _ = evaluate_model(task, str(merged), split="test", max_new_tokens=budget.max_new_tokens)
+    test_scores, _ = evaluate_model(task, str(merged), split="test", max_new_tokens=adapter.max_new_tokens)
     test = dict(test_scores.metrics)
     tracking.log_to_run(
-        run_id,
+        adapter.run_id,
         metrics={
             **{f"merged_{k}": v for k, v in merged_validation.items()},
             **{f"test_{k}": v for k, v in test.items()},
         },
     )
+    tags = {
+        **source_tags,
+        "harness.source": "adapter",
+        "harness.base_model": adapter.base_model,
+        "harness.profile": adapter.profile,
+        "harness.quantization": adapter.quantization,
+        **_metric_tags(adapter.validation, merged_validation, test),
+    }
+    version = _log_version(task, merged, tokenizer, adapter.run_id, tags)
+    return Registration(
+        registered_name(task), version, source, adapter.run_id, refit, adapter.validation, merged_validation, test
+    )
 
-    name = registered_name(task)
+
+def _log_version(task: TaskConfig, model_dir: Path, tokenizer: Any, run_id: str, tags: dict[str, str]) -> int:
     example = load_split(task, "validation")[0]
     prompt = tokenizer.apply_chat_template(user_turn(task, example.text), tokenize=False, add_generation_prompt=True)
-    model = model_loading.load_causal_lm(model_loading.resolve_model(str(merged)), dtype="auto")
-    version = tracking.log_and_register_model(
+    model = model_loading.load_causal_lm(model_loading.resolve_model(str(model_dir)), dtype="auto")
+    return tracking.log_and_register_model(
         run_id,
         model,
         tokenizer,
-        registered_name=name,
+        registered_name=registered_name(task),
         input_example=prompt,
         output_example=assistant_turn(example.fields)[0]["content"],
         alias=CHALLENGER,
-        version_tags=_version_tags(study_name, chosen.number, config, refit, validation, merged_validation, test),
+        version_tags=tags,
     )
-    return Registration(name, version, chosen.number, run_id, refit, validation, merged_validation, test)
 
 
 def merge_into_base(base_ref: model_loading.ResolvedModel, adapter_dir: Path, out_dir: Path, tokenizer: Any) -> Path:
@@ -123,29 +212,21 @@ def merge_into_base(base_ref: model_loading.ResolvedModel, adapter_dir: Path, ou
     import torch
 
     base = model_loading.load_causal_lm(base_ref, dtype=torch.float32)
-    merged = training.merge_adapter(base, adapter_dir).to(torch.bfloat16)
-    merged.save_pretrained(out_dir, safe_serialization=True)
+    return save_bf16(training.merge_adapter(base, adapter_dir), tokenizer, out_dir)
+
+
+def save_bf16(model: Any, tokenizer: Any, out_dir: Path) -> Path:
+    import torch
+
+    model.to(torch.bfloat16).save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
     return out_dir
 
 
-def _version_tags(
-    study_name: str,
-    trial: int,
-    config: TrialConfig,
-    refit: bool,
-    validation: dict[str, float],
-    merged_validation: dict[str, float],
-    test: dict[str, float],
+def _metric_tags(
+    validation: dict[str, float], merged_validation: dict[str, float], test: dict[str, float]
 ) -> dict[str, str]:
-    tags = {
-        "harness.study": study_name,
-        "harness.trial": str(trial),
-        "harness.base_model": config.model,
-        "harness.profile": config.profile,
-        "harness.quantization": config.recipe.quantization,
-        "harness.refit": str(refit).lower(),
-    }
+    tags = {}
     for prefix, metrics in (("validation", validation), ("merged_validation", merged_validation), ("test", test)):
         for key in ("f1_micro", "exact_match", "json_valid_rate"):
             if key in metrics:
@@ -211,9 +292,9 @@ def promote(task: TaskConfig, *, version: int | None = None, tolerance: float = 
     if champion_number == candidate_number:
         raise HarnessError(f"{name} version {candidate_number} is already @{CHAMPION}")
     max_new_tokens = max_new_tokens_for(task, candidate.tags)
-    candidate_metrics = evaluate_version(task, name, candidate_number, max_new_tokens=max_new_tokens)
+    candidate_metrics, _ = evaluate_version(task, name, candidate_number, max_new_tokens=max_new_tokens)
     champion_metrics = (
-        evaluate_version(task, name, champion_number, max_new_tokens=max_new_tokens) if champion_number else None
+        evaluate_version(task, name, champion_number, max_new_tokens=max_new_tokens)[0] if champion_number else None
     )
     result = gate(candidate_metrics, champion_metrics, list(task.fields), tolerance)
     promoted = result.passed or force
@@ -249,11 +330,13 @@ def promote(task: TaskConfig, *, version: int | None = None, tolerance: float = 
     return Promotion(name, candidate_number, champion_number, result, force, promoted, verdict, run_id)
 
 
-def evaluate_version(task: TaskConfig, name: str, version: int, *, max_new_tokens: int) -> dict[str, float]:
-    """A registered version's metrics on the stored test set, computed now from its registered weights."""
+def evaluate_version(
+    task: TaskConfig, name: str, version: int, *, max_new_tokens: int
+) -> tuple[dict[str, float], list[str]]:
+    """A registered version's metrics and answers on the stored test set, computed now from its weights."""
     model_dir = materialise_version(name, version)
-    scores, _ = evaluate_model(task, str(model_dir), split="test", max_new_tokens=max_new_tokens)
-    return dict(scores.metrics)
+    scores, generated = evaluate_model(task, str(model_dir), split="test", max_new_tokens=max_new_tokens)
+    return dict(scores.metrics), list(generated.outputs)
 
 
 def materialise_version(name: str, version: int) -> Path:
@@ -263,6 +346,18 @@ def materialise_version(name: str, version: int) -> Path:
     if not (model_dir / "config.json").exists():
         model_dir = tracking.download_model_version(name, version, target)
     return model_dir
+
+
+def materialise_adapter(name: str, version: int) -> Path:
+    """The LoRA adapter a version was merged from (`<mlruns>/models/<name>/v<N>/adapter`), for serving unmerged."""
+    found = tracking.model_version(name, version=version)
+    if found is None or found.tags.get("harness.source", "adapter") != "adapter":
+        raise HarnessError(f"{name} version {version} was registered without an adapter: serve it merged")
+    target = tracking.mlruns_dir() / "models" / name / f"v{version}"
+    adapter_dir = target / "adapter"
+    if not (adapter_dir / "adapter_config.json").exists():
+        adapter_dir = tracking.download_run_artifacts(found.run_id, "adapter", target)
+    return adapter_dir
 
 
 def max_new_tokens_for(task: TaskConfig, version_tags: dict[str, str]) -> int:

@@ -8,6 +8,7 @@ set-up; `HARNESS_VLLM_PYTHON` names another interpreter) and runs as a server pr
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import subprocess
@@ -52,8 +53,17 @@ class Server:
     log_path: Path
 
 
-def start_server(model_dir: Path, served_name: str, options: ServerOptions, *, log_path: Path) -> Server:
-    """Start the vLLM OpenAI-compatible server on a model directory and wait until `/health` answers."""
+# vLLM accepts only these values for --max-lora-rank.
+VLLM_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
+
+
+def start_server(
+    model_dir: Path, served_name: str, options: ServerOptions, *, log_path: Path, adapter_dir: Path | None = None
+) -> Server:
+    """Start the vLLM OpenAI-compatible server on a model directory and wait until `/health` answers.
+
+    With `adapter_dir`, `model_dir` is the base model and the LoRA adapter is served unmerged under `served_name`
+    (vLLM's LoRA support); the bare base answers as `<served_name>-base`."""
     python = vllm_python()
     if not python.exists():
         raise HarnessError(
@@ -67,7 +77,7 @@ def start_server(model_dir: Path, served_name: str, options: ServerOptions, *, l
         "--model",
         str(model_dir),
         "--served-model-name",
-        served_name,
+        f"{served_name}-base" if adapter_dir else served_name,
         "--host",
         options.host,
         "--port",
@@ -78,9 +88,18 @@ def start_server(model_dir: Path, served_name: str, options: ServerOptions, *, l
         options.dtype,
         "--generation-config",
         "vllm",  # the request's sampling settings, not defaults read from the model's generation_config.json
+        # Schema-constrained answers as compact as the trained ones: no free whitespace to ramble in.
+        "--structured-outputs-config",
+        '{"backend": "xgrammar", "disable_any_whitespace": true}',
     ]
     if options.api_key:
         command += ["--api-key", options.api_key]
+    if adapter_dir:
+        rank = json.loads((adapter_dir / "adapter_config.json").read_text())["r"]
+        max_rank = next((r for r in VLLM_LORA_RANKS if r >= rank), None)
+        if max_rank is None:
+            raise HarnessError(f"the adapter in {adapter_dir} has rank {rank}; vLLM serves LoRA ranks up to 512")
+        command += ["--enable-lora", "--lora-modules", f"{served_name}={adapter_dir}", "--max-lora-rank", str(max_rank)]
     environment = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", CPU_KV_CACHE_GIB)}
     environment.pop("PYTHONPATH", None)  # the harness environment's packages must not leak into vLLM's
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -144,9 +163,14 @@ class ServedRun:
         return ordered[min(len(ordered) - 1, int(quantile * len(ordered)))]
 
 
+def response_format(name: str, json_schema: dict[str, Any]) -> dict[str, Any]:
+    """The OpenAI `response_format` that makes vLLM decode under a JSON Schema (structured outputs)."""
+    return {"type": "json_schema", "json_schema": {"name": name, "schema": json_schema}}
+
+
 def ask(
     openai: OpenAI,
-    server: Server,
+    served_name: str,
     task: TaskConfig,
     examples: list[Example],
     *,
@@ -155,18 +179,18 @@ def ask(
     json_schema: dict[str, Any] | None = None,
 ) -> ServedRun:
     """Send each example as a chat completion (greedy), `concurrency` at a time; outputs in example order."""
-    response_format: Any = (
-        {"type": "json_schema", "json_schema": {"name": task.task.name, "schema": json_schema}} if json_schema else None
+    constraint: dict[str, Any] = (
+        {"response_format": response_format(task.task.name, json_schema)} if json_schema else {}
     )
 
     def one(example: Example) -> tuple[str, int, float]:
         started = time.perf_counter()
         response = openai.chat.completions.create(
-            model=server.served_name,
+            model=served_name,
             messages=user_turn(task, example.text),  # type: ignore[arg-type]
             temperature=0.0,
             max_tokens=max_tokens,
-            **({"response_format": response_format} if response_format else {}),
+            **constraint,
         )
         tokens = response.usage.completion_tokens if response.usage else 0
         return response.choices[0].message.content or "", tokens, time.perf_counter() - started
@@ -182,8 +206,11 @@ def ask(
 class ServingCheck:
     served: dict[str, float]
     offline: dict[str, float]
+    identical: float  # share of served answers character-for-character equal to the offline ones
     parity_tolerance: float
     throughput: dict[int, tuple[float, float, float]]  # concurrency -> tokens/s, p50 s, p95 s
+    constrained: dict[str, float] | None = None  # with `response_format` = the task's JSON Schema (--json-schema)
+    constrained_throughput: tuple[float, float, float] | None = None  # concurrency 16
 
     @property
     def delta(self) -> float:
@@ -199,26 +226,50 @@ def check_server(
     server: Server,
     task: TaskConfig,
     examples: list[Example],
-    offline: dict[str, float],
+    offline: tuple[dict[str, float], list[str]],
     *,
     max_tokens: int,
     parity_tolerance: float = 0.02,
+    json_schema: dict[str, Any] | None = None,
 ) -> ServingCheck:
-    """Score the served model on the examples (concurrency 16) and compare with the offline evaluation; measure
-    throughput and latency at concurrency 1 (on 16 examples) and 16."""
-    concurrent = ask(openai, server, task, examples, max_tokens=max_tokens, concurrency=16)
-    scores = score_outputs(task.fields, [e.fields for e in examples], concurrent.outputs, [e.id for e in examples])
-    single = ask(openai, server, task, examples[:16], max_tokens=max_tokens, concurrency=1)
-    throughput = {
-        run_concurrency: (run.tokens_per_second, statistics.median(run.latencies), run.latency(0.95))
-        for run_concurrency, run in ((1, single), (16, concurrent))
-    }
-    return ServingCheck(dict(scores.metrics), offline, parity_tolerance, throughput)
+    """Score the served model on the examples (concurrency 16) and compare with the offline evaluation (its
+    metrics and answers); measure throughput and latency at concurrency 1 (on 16 examples) and 16. With
+    `json_schema`, score a second pass decoded under it (`response_format`): parity is always judged
+    unconstrained, as offline decoding is."""
+
+    def scored(run: ServedRun) -> dict[str, float]:
+        golds, ids = [e.fields for e in examples], [e.id for e in examples]
+        return dict(score_outputs(task.fields, golds, run.outputs, ids).metrics)
+
+    concurrent = ask(openai, server.served_name, task, examples, max_tokens=max_tokens, concurrency=16)
+    single = ask(openai, server.served_name, task, examples[:16], max_tokens=max_tokens, concurrency=1)
+    offline_metrics, offline_outputs = offline
+    same = sum(a.strip() == b.strip() for a, b in zip(concurrent.outputs, offline_outputs, strict=True))
+    check = ServingCheck(
+        scored(concurrent),
+        offline_metrics,
+        same / len(examples) if examples else 0.0,
+        parity_tolerance,
+        {concurrency: _speed(run) for concurrency, run in ((1, single), (16, concurrent))},
+    )
+    if json_schema is not None:
+        constrained = ask(
+            openai, server.served_name, task, examples, max_tokens=max_tokens, concurrency=16, json_schema=json_schema
+        )
+        check.constrained, check.constrained_throughput = scored(constrained), _speed(constrained)
+    return check
 
 
-def serve_registered(task: TaskConfig, alias: str, options: ServerOptions) -> tuple[Server, int, Path]:
+def _speed(run: ServedRun) -> tuple[float, float, float]:
+    return run.tokens_per_second, statistics.median(run.latencies), run.latency(0.95)
+
+
+def serve_registered(
+    task: TaskConfig, alias: str, options: ServerOptions, *, lora: bool = False
+) -> tuple[Server, int, Path]:
     """Resolve `models:/<task>-extractor@alias`, materialise its weights and serve them; returns the server,
-    the version number and its model directory."""
+    the version number and the directory served. With `lora`, serve the version's base model with its adapter
+    unmerged instead of the merged weights."""
     from harness import registry, tracking
 
     name = registry.registered_name(task)
@@ -231,20 +282,30 @@ def serve_registered(task: TaskConfig, alias: str, options: ServerOptions) -> tu
             f" (run `harness register {task.task.name}` and `harness promote {task.task.name}`)"
         )
     number = int(version.version)
-    model_dir = registry.materialise_version(name, number)
     dtype = options.dtype
     if dtype == "auto":
         from harness.model_loading import supports_bf16
 
         dtype = "bfloat16" if supports_bf16() else "float32"
+    options = ServerOptions(**{**options.__dict__, "dtype": dtype})
     log_path = tracking.mlruns_dir() / "serving" / f"{name}-v{number}-{options.port}.log"
-    server = start_server(model_dir, name, ServerOptions(**{**options.__dict__, "dtype": dtype}), log_path=log_path)
-    return server, number, model_dir
+    if lora:
+        from harness.model_loading import resolve_model
+
+        adapter_dir = registry.materialise_adapter(name, number)
+        base_dir = resolve_model(version.tags["harness.base_model"]).path
+        server = start_server(base_dir, name, options, log_path=log_path, adapter_dir=adapter_dir)
+        return server, number, adapter_dir
+    model_dir = registry.materialise_version(name, number)
+    return start_server(model_dir, name, options, log_path=log_path), number, model_dir
 
 
-def check_registered(task: TaskConfig, server: Server, version: int, api_key: str | None) -> ServingCheck:
+def check_registered(
+    task: TaskConfig, server: Server, version: int, api_key: str | None, *, json_schema: bool = False
+) -> ServingCheck:
     """The stored test set through the server vs the offline evaluation of the same registered version."""
     from harness import registry, tracking
+    from harness.prompts import output_schema
     from harness.task_data import load_split
 
     name = registry.registered_name(task)
@@ -252,4 +313,12 @@ def check_registered(task: TaskConfig, server: Server, version: int, api_key: st
     max_tokens = registry.max_new_tokens_for(task, found.tags if found else {})
     offline = registry.evaluate_version(task, name, version, max_new_tokens=max_tokens)
     examples = load_split(task, "test")
-    return check_server(client(server, api_key), server, task, examples, offline, max_tokens=max_tokens)
+    return check_server(
+        client(server, api_key),
+        server,
+        task,
+        examples,
+        offline,
+        max_tokens=max_tokens,
+        json_schema=output_schema(task) if json_schema else None,
+    )

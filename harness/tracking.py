@@ -24,7 +24,7 @@ import mlflow
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
-from harness.errors import TrialStopped
+from harness.errors import HarnessError, TrialStopped
 
 SYSTEM_METRICS_INTERVAL_SECONDS = 2
 
@@ -175,7 +175,10 @@ def log_directory_to_run(run_id: str, directory: Path, artifact_path: str) -> No
 
 
 def run_params(run_id: str) -> dict[str, str]:
-    return dict(MlflowClient().get_run(run_id).data.params)
+    try:
+        return dict(MlflowClient().get_run(run_id).data.params)
+    except mlflow.exceptions.MlflowException as error:
+        raise HarnessError(f"no MLflow run {run_id!r} at {mlflow.get_tracking_uri()}: {error.message}") from None
 
 
 def download_run_artifacts(run_id: str, artifact_path: str, destination: Path) -> Path:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -35,5 +37,36 @@ def task_copy(tmp_path: Path):
             text = yaml.safe_dump(data, sort_keys=False)
         path.write_text(text)
         return path, eval_set
+
+    return make
+
+
+def write_legal_with_test_head(directory: Path, examples: int) -> Path:
+    """legal.yaml in `directory`, its stored test set cut to the first `examples` decisions of test-v1 under a name
+    and digest of its own (`test-head-v1`): registrations, promotions and serving checks on it take seconds."""
+    stored = SEARCH_SPACES_DIR.parent / "evaluators" / "legal" / "test-v1.jsonl"
+    head = directory / "evaluators" / "legal" / "test-head-v1.jsonl"
+    head.parent.mkdir(parents=True, exist_ok=True)
+    head.write_text("".join(stored.read_text(encoding="utf-8").splitlines(keepends=True)[:examples]), encoding="utf-8")
+    data = yaml.safe_load(LEGAL_YAML.read_text())
+    data["data"]["eval_sets"] = [
+        {
+            "name": "test-head-v1",
+            "path": "../evaluators/legal/test-head-v1.jsonl",
+            "sha256": hashlib.sha256(head.read_bytes()).hexdigest(),
+        }
+    ]
+    path = directory / "search_spaces" / "legal.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="session")
+def legal_test_head(tmp_path_factory) -> Callable[[int], Path]:
+    """`legal_test_head(n)`: the path of a legal.yaml whose stored test set is test-v1's first n decisions."""
+
+    def make(examples: int) -> Path:
+        return write_legal_with_test_head(tmp_path_factory.mktemp(f"legal-head-{examples}"), examples)
 
     return make

@@ -158,6 +158,28 @@ def test_register_without_a_study_says_which_studies_exist(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+def test_register_names_a_run_that_does_not_exist(tmp_path):
+    result = subprocess.run(
+        [HARNESS, "register", "legal", "--run", "0123456789abcdef"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "HARNESS_MLRUNS": str(tmp_path)},
+    )
+    assert result.returncode == 2
+    assert "no MLflow run '0123456789abcdef'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_register_refuses_a_run_and_a_model_together():
+    result = subprocess.run(
+        [HARNESS, "register", "legal", "--run", "abc", "--model", "tiny:llama"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 2 and "give --run or --model, not both" in result.stderr
+
+
 def test_promote_without_a_registered_model_says_to_register_first(tmp_path):
     result = subprocess.run(
         [HARNESS, "promote", "legal"],

@@ -7,11 +7,13 @@ from mlflow.tracking import MlflowClient
 from safetensors import safe_open
 
 from harness import registry, tracking
+from harness.config import load_task
 from harness.errors import HarnessError
 from harness.registry import gate
 from harness.search import SearchOptions, run_search
 
 FIELDS = ["plaintiff", "initiator"]
+STORED_TEST_EXAMPLES = 16
 
 
 def metrics(f1_micro: float, plaintiff: float, initiator: float) -> dict[str, float]:
@@ -41,20 +43,27 @@ def test_the_gate_refuses_one_field_dropping_beyond_twice_the_tolerance():
 
 
 @pytest.fixture(scope="module")
-def smoke_study(legal, tmp_path_factory):
+def task(legal_test_head):
+    """legal, its stored test set cut to 16 decisions: every registration and promotion here evaluates on it."""
+    return load_task(str(legal_test_head(STORED_TEST_EXAMPLES)))
+
+
+@pytest.fixture(scope="module")
+def smoke_study(task, tmp_path_factory):
     """One smoke search (the seed recipe, nf4) in its own mlruns; the registry tests run in order on it."""
     mlruns = tmp_path_factory.mktemp("registry") / "mlruns"
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("HARNESS_MLRUNS", str(mlruns))
         tracking.configure()
-        summary = run_search(legal, SearchOptions(trials=1, profile="smoke"))
+        summary = run_search(task, SearchOptions(trials=1, profile="smoke"))
         yield summary
 
 
-def test_registering_refits_the_best_trial_merges_it_and_makes_version_1_the_challenger(legal, smoke_study):
-    registration = registry.register_trial(legal, study_name="legal-smoke")
+def test_registering_refits_the_best_trial_merges_it_and_makes_version_1_the_challenger(task, smoke_study):
+    registration = registry.register_trial(task, study_name="legal-smoke")
     client = MlflowClient()
-    assert (registration.name, registration.version, registration.trial) == ("legal-extractor", 1, 0)
+    assert (registration.name, registration.version) == ("legal-extractor", 1)
+    assert registration.source == "trial 0 of legal-smoke"
     assert tracking.model_aliases("legal-extractor") == {"challenger": 1}
 
     refit_run = client.get_run(registration.run_id)
@@ -64,18 +73,19 @@ def test_registering_refits_the_best_trial_merges_it_and_makes_version_1_the_cha
     assert refit_run.data.params["budget.max_steps"] == "4"  # the smoke profile's refit budget, not its search's
     # The seed recipe is nf4: the merged model's validation figures sit beside the adapter's.
     assert {"merged_f1_micro", "test_f1_micro", "f1_micro"} <= set(refit_run.data.metrics)
-    assert registration.test["n"] == 200
+    assert registration.test["n"] == STORED_TEST_EXAMPLES
 
     version = client.get_model_version("legal-extractor", "1")
     assert version.run_id == registration.run_id
     tags = version.tags
     assert tags["harness.study"] == "legal-smoke" and tags["harness.trial"] == "0"
+    assert tags["harness.source"] == "adapter" and tags["harness.refit"] == "true"
     assert tags["harness.base_model"] == "tiny:llama" and tags["harness.quantization"] == "nf4"
     assert float(tags["test.f1_micro"]) == pytest.approx(registration.test["f1_micro"], abs=1e-4)
     assert "merged_validation.f1_micro" in tags and "validation.f1_micro" in tags
 
 
-def test_the_registered_version_is_a_merged_16_bit_safetensors_model_with_its_chat_template(legal, smoke_study):
+def test_the_registered_version_is_a_merged_16_bit_safetensors_model_with_its_chat_template(task, smoke_study):
     model_dir = registry.materialise_version("legal-extractor", 1)
     assert (model_dir / "chat_template.jinja").exists() and (model_dir / "tokenizer.json").exists()
     with safe_open(str(model_dir / "model.safetensors"), "pt") as weights:
@@ -84,8 +94,8 @@ def test_the_registered_version_is_a_merged_16_bit_safetensors_model_with_its_ch
         assert str(weights.get_tensor(names[0]).dtype) == "torch.bfloat16"
 
 
-def test_promoting_the_first_version_makes_it_champion_and_records_the_decision(legal, smoke_study):
-    promotion = registry.promote(legal)
+def test_promoting_the_first_version_makes_it_champion_and_records_the_decision(task, smoke_study):
+    promotion = registry.promote(task)
     assert (promotion.candidate, promotion.champion, promotion.verdict) == (1, None, "promoted")
     assert tracking.model_aliases("legal-extractor") == {"challenger": 1, "champion": 1}
     client = MlflowClient()
@@ -97,28 +107,60 @@ def test_promoting_the_first_version_makes_it_champion_and_records_the_decision(
     assert client.get_model_version("legal-extractor", "1").tags["harness.promotion.verdict"] == "promoted"
 
 
-def test_a_second_version_promoted_keeps_the_old_champion_as_previous_champion(legal, smoke_study):
-    registration = registry.register_trial(legal, study_name="legal-smoke", refit=False)
+def test_a_second_version_promoted_keeps_the_old_champion_as_previous_champion(task, smoke_study):
+    registration = registry.register_trial(task, study_name="legal-smoke", refit=False)
     assert registration.version == 2 and not registration.refit
     # Without a refit the version is logged on the trial's own run.
     assert registration.run_id == smoke_study.best["mlflow_run_id"]
     assert MlflowClient().get_run(registration.run_id).info.status == "FINISHED"
-    promotion = registry.promote(legal, tolerance=0.0)
+    promotion = registry.promote(task, tolerance=0.0)
     assert promotion.champion == 1 and promotion.candidate == 2
     assert promotion.result.rows[0][2] is not None  # the champion was evaluated too
     assert tracking.model_aliases("legal-extractor") == {"challenger": 2, "champion": 2, "previous-champion": 1}
 
 
-def test_promoting_the_champion_again_is_an_error(legal, smoke_study):
+def test_promoting_the_champion_again_is_an_error(task, smoke_study):
     with pytest.raises(HarnessError, match="version 2 is already @champion"):
-        registry.promote(legal, version=2)
+        registry.promote(task, version=2)
 
 
-def test_registering_an_unknown_study_names_the_studies_there(legal, smoke_study):
+def test_registering_an_unknown_study_names_the_studies_there(task, smoke_study):
     with pytest.raises(HarnessError, match=r"no study 'legal-gpu'.*studies there: legal-smoke"):
-        registry.register_trial(legal, study_name="legal-gpu")
+        registry.register_trial(task, study_name="legal-gpu")
 
 
-def test_registering_a_trial_that_is_not_complete_lists_the_complete_ones(legal, smoke_study):
+def test_registering_a_trial_that_is_not_complete_lists_the_complete_ones(task, smoke_study):
     with pytest.raises(HarnessError, match=r"trial 7 of study 'legal-smoke' is not a complete trial.*: 0"):
-        registry.register_trial(legal, study_name="legal-smoke", trial_number=7)
+        registry.register_trial(task, study_name="legal-smoke", trial_number=7)
+
+
+def test_a_training_run_is_registered_from_its_adapter_as_trained(task, smoke_study):
+    trial_run = smoke_study.best["mlflow_run_id"]
+    registration = registry.register_run(task, trial_run)
+    assert (registration.version, registration.source, registration.refit) == (3, f"run {trial_run}", False)
+    tags = MlflowClient().get_model_version("legal-extractor", "3").tags
+    assert tags["harness.run"] == trial_run and tags["harness.source"] == "adapter"
+    assert tags["harness.quantization"] == "nf4" and "merged_validation.f1_micro" in tags
+    assert tracking.model_aliases("legal-extractor")["challenger"] == 3
+
+
+def test_a_model_without_an_adapter_is_registered_as_it_is_with_its_stored_test_figures(task, smoke_study):
+    registration = registry.register_model(task, "tiny:llama", profile="smoke")
+    assert (registration.version, registration.source) == (4, "model tiny:llama")
+    assert registration.validation == {} and registration.test["n"] == STORED_TEST_EXAMPLES
+    client = MlflowClient()
+    run = client.get_run(registration.run_id)
+    assert run.info.status == "FINISHED" and run.data.tags["harness.kind"] == "registration"
+    assert run.data.params["model"] == "tiny:llama"
+    tags = client.get_model_version("legal-extractor", "4").tags
+    assert (tags["harness.source"], tags["harness.base_model"]) == ("model", "tiny:llama")
+    assert tags["harness.profile"] == "smoke"
+    assert "harness.quantization" not in tags
+    with safe_open(str(registry.materialise_version("legal-extractor", 4) / "model.safetensors"), "pt") as weights:
+        assert str(weights.get_tensor("model.norm.weight").dtype) == "torch.bfloat16"
+
+
+def test_registering_a_run_that_trained_nothing_says_what_is_expected(task, smoke_study):
+    not_training = smoke_study.parent_run_id
+    with pytest.raises(HarnessError, match=rf"run {not_training} is not a legal training run"):
+        registry.register_run(task, not_training)

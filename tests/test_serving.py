@@ -14,12 +14,16 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from openai import OpenAI
 
-from harness import registry, tracking
+from harness import registry, serving, tracking
+from harness.config import load_task
 from harness.search import SearchOptions, run_search
+from harness.task_data import load_split
 
 HARNESS = str(Path(sys.executable).parent / "harness")
 PORT = 8765
+STORED_TEST_EXAMPLES = 32
 
 
 def get(url: str, key: str) -> tuple[int, dict]:
@@ -48,45 +52,88 @@ def stop(pid: int) -> None:
     os.kill(pid, signal.SIGKILL)
 
 
-@pytest.mark.slow
-def test_serve_check_matches_offline_and_the_server_requires_its_key(legal, tmp_path, monkeypatch):
-    monkeypatch.setenv("HARNESS_MLRUNS", str(tmp_path / "mlruns"))
-    tracking.configure()
-    run_search(legal, SearchOptions(trials=1, profile="smoke"))
-    registry.register_trial(legal, study_name="legal-smoke", refit=False)
-    assert registry.promote(legal).promoted
+@pytest.fixture(scope="module")
+def champion(legal_test_head, tmp_path_factory):
+    """A smoke search whose best trial is registered as trained and promoted: v1 @champion, in its own mlruns.
+    The stored test set is cut to 32 decisions, enough for concurrency 16 twice over."""
+    task_path = legal_test_head(STORED_TEST_EXAMPLES)
+    mlruns = tmp_path_factory.mktemp("serving") / "mlruns"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HARNESS_MLRUNS", str(mlruns))
+        tracking.configure()
+        task = load_task(str(task_path))
+        run_search(task, SearchOptions(trials=1, profile="smoke"))
+        registry.register_trial(task, study_name="legal-smoke", refit=False)
+        assert registry.promote(task).promoted
+    return task, task_path, mlruns
 
+
+def serve(task_path: Path, mlruns: Path, port: int, *options: str) -> tuple[subprocess.CompletedProcess[str], int]:
+    """`harness serve TASK --check --detach` with the key `sesame`; returns the result and the server's pid."""
+    command = [HARNESS, "serve", str(task_path), "--check", "--detach", "--port", str(port), "--api-key", "sesame"]
     result = subprocess.run(
-        [
-            HARNESS,
-            "serve",
-            "legal",
-            "--check",
-            "--detach",
-            "--port",
-            str(PORT),
-            "--api-key",
-            "sesame",
-            "--max-model-len",
-            "1024",
-        ],
+        [*command, "--max-model-len", "1024", *options],
         capture_output=True,
         text=True,
         timeout=900,
         # Wide enough that Rich does not wrap the lines this test reads.
-        env={**os.environ, "HARNESS_MLRUNS": str(tmp_path / "mlruns"), "COLUMNS": "200"},
+        env={**os.environ, "HARNESS_MLRUNS": str(mlruns), "COLUMNS": "200"},
     )
+    print(result.stdout)  # the check's figures, for `pytest -s`
     started = re.search(r"server pid (\d+)", result.stdout)
     assert started, result.stdout + result.stderr
-    pid = int(started.group(1))
+    return result, int(started.group(1))
+
+
+@pytest.mark.slow
+def test_serve_check_matches_offline_and_the_server_requires_its_key(champion):
+    _, task_path, mlruns = champion
+    result, pid = serve(task_path, mlruns, PORT)
     try:
         assert result.returncode == 0, result.stdout + result.stderr
         assert "parity passes" in result.stdout
+        # Same merged weights, greedy both sides: the answers themselves match, not only the scores.
+        identical = float(re.search(r"answers identical to the offline ones: ([\d.]+)%", result.stdout).group(1))
+        assert identical >= 90.0, result.stdout
         assert re.search(r"concurrency 16: \d+ tokens/s, latency p50", result.stdout)
         assert "http://127.0.0.1:8765/v1" in result.stdout  # bound to the loopback interface by default
         status, models = get(f"http://127.0.0.1:{PORT}/v1/models", "sesame")
         assert status == 200 and [m["id"] for m in models["data"]] == ["legal-extractor"]
         assert get(f"http://127.0.0.1:{PORT}/v1/models", "wrong")[0] == 401
+    finally:
+        stop(pid)
+    assert not alive(pid)
+
+
+@pytest.mark.slow
+def test_serve_lora_serves_the_adapter_unmerged_and_json_schema_constrains_the_answers(champion):
+    task, task_path, mlruns = champion
+    result, pid = serve(task_path, mlruns, PORT + 1, "--lora", "--json-schema")
+    try:
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "LoRA, unmerged" in result.stdout and "parity passes" in result.stdout
+        assert re.search(r"json_valid_rate without the schema [\d.]+, with it [\d.]+", result.stdout)
+        assert re.search(r"concurrency 16, JSON Schema: \d+ tokens/s", result.stdout)
+        assert '"response_format": {"type": "json_schema"' in result.stdout  # the printed example uses it
+        status, models = get(f"http://127.0.0.1:{PORT + 1}/v1/models", "sesame")
+        assert status == 200
+        assert sorted(m["id"] for m in models["data"]) == ["legal-extractor", "legal-extractor-base"]
+
+        # Under a schema the answer is valid JSON of that schema, even from a random tiny model.
+        decision_only = {
+            "type": "object",
+            "properties": {"decision": {"type": "string", "enum": list(task.fields["decision"].values)}},
+            "required": ["decision"],
+            "additionalProperties": False,
+        }
+        openai = OpenAI(base_url=f"http://127.0.0.1:{PORT + 1}/v1", api_key="sesame")
+        examples = load_split(task, "test")[:8]
+        answers = serving.ask(
+            openai, "legal-extractor", task, examples, max_tokens=32, concurrency=8, json_schema=decision_only
+        ).outputs
+        assert [json.loads(a)["decision"] in decision_only["properties"]["decision"]["enum"] for a in answers] == [
+            True
+        ] * 8
     finally:
         stop(pid)
     assert not alive(pid)

@@ -1,0 +1,60 @@
+"""What the model is shown and asked to produce: the chat turns, and the answer's JSON Schema."""
+
+from __future__ import annotations
+
+import json
+
+import jsonschema
+import pytest
+
+from harness.prompts import assistant_turn, output_schema, user_turn
+from harness.task_data import load_split
+
+
+def test_the_user_turn_is_the_instruction_then_the_document(legal):
+    [turn] = user_turn(legal, "DECISION ...")
+    assert turn["role"] == "user" and turn["content"].endswith("\n\nDECISION ...")
+    assert turn["content"].startswith(legal.task.instruction.strip())
+
+
+def test_the_answer_is_compact_json_of_the_gold_fields():
+    [turn] = assistant_turn({"plaintiff": 'LLC "Vostok"', "claim_amount": 1500.5})
+    assert turn == {"role": "assistant", "content": '{"plaintiff":"LLC \\"Vostok\\"","claim_amount":1500.5}'}
+
+
+def test_every_stored_gold_answer_satisfies_the_output_schema(legal):
+    schema = output_schema(legal)
+    jsonschema.Draft202012Validator.check_schema(schema)
+    for example in load_split(legal, "test"):
+        jsonschema.validate(json.loads(assistant_turn(example.fields)[0]["content"]), schema)
+
+
+def test_the_output_schema_requires_every_field_and_only_those(legal):
+    schema = output_schema(legal)
+    assert schema["required"] == list(legal.fields) and schema["additionalProperties"] is False
+    assert schema["properties"]["decision"]["anyOf"][0] == {
+        "type": "string",
+        "enum": ["satisfied", "partially_satisfied", "dismissed"],
+    }
+    assert schema["properties"]["claim_amount"]["anyOf"] == [{"type": "number"}, {"type": "null"}]
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"decision": "granted"}, "'granted' is not one of \\['satisfied'"),
+        ({"claim_amount": "1,500 rubles"}, "is not valid under any of the given schemas"),
+        ({"judge": "Ivanov"}, "Additional properties are not allowed"),
+    ],
+)
+def test_the_output_schema_rejects_off_schema_answers(legal, change, reason):
+    answer = {**load_split(legal, "test")[0].fields, **change}
+    with pytest.raises(jsonschema.ValidationError, match=reason):
+        jsonschema.validate(answer, output_schema(legal))
+
+
+def test_the_output_schema_rejects_an_answer_missing_a_field(legal):
+    answer = dict(load_split(legal, "test")[0].fields)
+    del answer["initiator"]
+    with pytest.raises(jsonschema.ValidationError, match="'initiator' is a required property"):
+        jsonschema.validate(answer, output_schema(legal))
