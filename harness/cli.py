@@ -145,14 +145,16 @@ def train(
     tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (default: <mlruns>/mlflow.db).")] = None,
 ) -> None:
     """Fine-tune and score one configuration (one trial), tracked in MLflow; the last line is its metrics as JSON."""
-    from harness import tracking
     from harness.config import load_task, parse_set_options, resolve_trial_config
-    from harness.memory import parse_size
-    from harness.trial import run_trial
 
     config_task = load_task(task)
     chosen, reason = _choose_profile(config_task, profile)
     config = resolve_trial_config(config_task, profile=chosen, model=model, overrides=parse_set_options(set_ or []))
+    # MLflow, transformers and TRL take seconds to import: only once the arguments are known to be good.
+    from harness import tracking
+    from harness.memory import parse_size
+    from harness.trial import run_trial
+
     limit = parse_size(max_memory) if max_memory else None
     uri = tracking.configure(tracking_uri)
     console.print(f"profile [bold]{chosen}[/bold] ({reason}); model [bold]{config.model}[/bold]", highlight=False)
