@@ -393,6 +393,55 @@ def promote(
 
 
 @app.command()
+def regress(
+    task: TaskArgument,
+    model: Annotated[
+        str | None,
+        typer.Option(help="models:/NAME@ALIAS, models:/NAME/VERSION, runs:/RUN/model, rules or a model spec."),
+    ] = None,
+    eval_set: Annotated[str | None, typer.Option(help="Check this stored eval set only (default: all).")] = None,
+    update_baseline: Annotated[
+        bool, typer.Option("--update-baseline", help="Store this run's figures as the expectations.")
+    ] = False,
+    tolerance: Annotated[
+        float, typer.Option(min=0.0, help="With --update-baseline: how far below each figure still passes.")
+    ] = 0.01,
+    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (default: <mlruns>/mlflow.db).")] = None,
+) -> None:
+    """Check a model (default @champion) on every stored eval set against the expectations stored beside it."""
+    from harness import tracking
+    from harness.config import load_task
+    from harness.regression import regress as run_regression
+
+    config = load_task(task)
+    tracking.configure(tracking_uri)
+    results = run_regression(
+        config, model=model, eval_set=eval_set, update_baseline=update_baseline, tolerance=tolerance
+    )
+    for result in results:
+        table = Table(title=f"{result.model} on {result.eval_set}")
+        for column in ("metric", "expected", "got", "delta", "verdict"):
+            table.add_column(column, justify="right")
+        for check in result.checks:
+            verdict = "[red]REGRESSED[/red]" if check.verdict == "regressed" else check.verdict
+            table.add_row(
+                check.metric,
+                f"{check.expected:.4f} ± {check.tolerance:g}",
+                f"{check.got:.4f}",
+                f"{check.delta:+.4f}",
+                verdict,
+            )
+        console.print(table)
+        if result.updated:
+            console.print(f"expectations updated from this run: {result.path}", highlight=False)
+    regressed = [(r.eval_set, c.metric) for r in results for c in r.regressed]
+    if regressed:
+        errors.print("regression: " + ", ".join(f"{metric} on {name}" for name, metric in regressed), markup=False)
+        raise typer.Exit(1)
+    console.print(f"no regression on {len(results)} eval set(s)")
+
+
+@app.command()
 def serve(
     task: TaskArgument,
     alias: Annotated[str, typer.Option(help="Serve models:/<task>-extractor@ALIAS.")] = "champion",

@@ -706,11 +706,20 @@ def _cost_sentences(rng: random.Random, claim: float) -> list[str]:
 
 
 if __name__ == "__main__":
-    # Writes a split as JSONL: how evaluators/legal/test-v1.jsonl was made
-    # (python -m harness.legal_generator test 200 2025 > evaluators/legal/test-v1.jsonl).
+    # Writes a split as JSONL: how the stored eval sets were made. test-v1.jsonl:
+    #   python -m harness.legal_generator test 200 2025
+    # defendant-initiated-v1.jsonl, the first 60 records whose initiator is the defendant (counterclaims, appeals):
+    #   python -m harness.legal_generator defendant 60 2026 initiator=defendant
+    import itertools
     import json
     import sys
 
     split_name, split_size, split_seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-    for record in generate_split(split_seed, split_name, split_size):
+    conditions = dict(arg.split("=", 1) for arg in sys.argv[4:])
+    records = (
+        record
+        for record in generate_split(split_seed, split_name, split_size * 100)
+        if all(str(record["fields"][key]) == value for key, value in conditions.items())
+    )
+    for record in itertools.islice(records, split_size):
         print(json.dumps(record, ensure_ascii=False))

@@ -10,6 +10,7 @@ import importlib.metadata
 import json
 import logging
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -276,11 +277,22 @@ def tag_model_version(registered_name: str, version: int, tags: dict[str, str]) 
 
 def download_model_version(registered_name: str, version: int, destination: Path) -> Path:
     """Materialise a registered version's weights locally; returns the transformers model directory."""
-    root = Path(
-        mlflow.artifacts.download_artifacts(
-            artifact_uri=f"models:/{registered_name}/{version}", dst_path=str(destination)
-        )
-    )
+    return _download_transformers_model(f"models:/{registered_name}/{version}", destination)
+
+
+def download_logged_model(uri: str) -> Path:
+    """A logged transformers model (`runs:/RUN_ID/model`) in a local directory, downloaded once per URI."""
+    destination = mlruns_dir() / "downloads" / re.sub(r"[^A-Za-z0-9_.-]+", "-", uri)
+    if (destination / "model" / "config.json").exists():
+        return destination / "model"
+    try:
+        return _download_transformers_model(uri, destination)
+    except mlflow.exceptions.MlflowException as error:
+        raise HarnessError(f"cannot download {uri} from {mlflow.get_tracking_uri()}: {error.message}") from None
+
+
+def _download_transformers_model(uri: str, destination: Path) -> Path:
+    root = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(destination)))
     # The transformers flavor keeps weights and config in `model/` and the tokenizer (with its chat template) in
     # `components/tokenizer/`: one directory with both is what transformers and vLLM load.
     model_dir = root / "model"

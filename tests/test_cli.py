@@ -13,7 +13,19 @@ import pytest
 from harness.task_data import load_split
 
 HARNESS = str(Path(sys.executable).parent / "harness")
-COMMANDS = ["score", "baseline", "data", "train", "eval", "search", "register", "promote", "serve", "fetch-model"]
+COMMANDS = [
+    "score",
+    "baseline",
+    "data",
+    "train",
+    "eval",
+    "search",
+    "register",
+    "promote",
+    "regress",
+    "serve",
+    "fetch-model",
+]
 
 
 def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

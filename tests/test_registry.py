@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from mlflow.tracking import MlflowClient
 from safetensors import safe_open
@@ -10,6 +12,7 @@ from harness import registry, tracking
 from harness.config import load_task
 from harness.errors import HarnessError
 from harness.registry import gate
+from harness.regression import regress
 from harness.search import SearchOptions, run_search
 
 FIELDS = ["plaintiff", "initiator"]
@@ -164,3 +167,12 @@ def test_registering_a_run_that_trained_nothing_says_what_is_expected(task, smok
     not_training = smoke_study.parent_run_id
     with pytest.raises(HarnessError, match=rf"run {not_training} is not a legal training run"):
         registry.register_run(task, not_training)
+
+
+def test_regress_checks_the_registered_champion_against_the_figures_stored_for_it(task, smoke_study):
+    [stored] = regress(task, update_baseline=True)  # default model: models:/legal-extractor@champion
+    assert stored.updated and stored.path.name == "legal-extractor@champion.json"
+    assert json.loads(stored.path.read_text())["max_new_tokens"] == 64  # the smoke profile's, as registered
+    [again] = regress(task)
+    assert not again.updated and again.regressed == []
+    assert {"f1_micro", "f1_initiator", "json_valid_rate"} <= {c.metric for c in again.checks}
