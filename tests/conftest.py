@@ -22,12 +22,13 @@ def legal() -> TaskConfig:
 
 @pytest.fixture
 def task_copy(tmp_path: Path):
-    """Write a modified copy of legal.yaml (and its eval set) to tmp; returns (yaml path, eval set path)."""
+    """Write a modified copy of legal.yaml (and its eval sets) to tmp; returns (yaml path, test-v1's path)."""
 
     def make(edit=None, *, text: str | None = None) -> tuple[Path, Path]:
         (tmp_path / "evaluators" / "legal").mkdir(parents=True, exist_ok=True)
+        for stored in (SEARCH_SPACES_DIR.parent / "evaluators" / "legal").glob("*.jsonl"):
+            shutil.copy(stored, tmp_path / "evaluators" / "legal" / stored.name)
         eval_set = tmp_path / "evaluators" / "legal" / "test-v1.jsonl"
-        shutil.copy(SEARCH_SPACES_DIR.parent / "evaluators" / "legal" / "test-v1.jsonl", eval_set)
         (tmp_path / "search_spaces").mkdir(exist_ok=True)
         path = tmp_path / "search_spaces" / "legal.yaml"
         if text is None:

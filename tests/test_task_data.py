@@ -29,7 +29,7 @@ def test_legal_splits_have_the_seed_sizes(legal):
     assert len(load_split(legal, "train")) == 3200
     assert len(load_split(legal, "validation")) == 400
     assert len(load_split(legal, "test")) == 200
-    assert split_names(legal) == ["train", "validation", "test", "test-v1"]
+    assert split_names(legal) == ["train", "validation", "test", "test-v1", "defendant-initiated-v1"]
 
 
 def test_test_is_the_first_stored_eval_set(legal):
