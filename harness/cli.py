@@ -540,6 +540,35 @@ def _print_serving_check(result: Any, version: int) -> None:
     console.print(f"parity {verdict}: |delta f1_micro| = {result.delta:.4f} (tolerance {result.parity_tolerance})")
 
 
+@app.command()
+def ui(
+    task: TaskArgument = "legal",
+    host: Annotated[str, typer.Option(help="Interface to bind; 0.0.0.0 exposes the UI to the network.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port of the MLflow UI.")] = 5000,
+    detach: Annotated[bool, typer.Option("--detach", help="Leave the UI running in the background.")] = False,
+    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (default: <mlruns>/mlflow.db).")] = None,
+) -> None:
+    """Start the MLflow UI on the store the search wrote; prints the page that ranks the task's trials."""
+    from harness import tracking
+    from harness.config import load_task
+
+    config = load_task(task)
+    tracking.configure(tracking_uri)
+    page = tracking.experiment_page(f"http://{host}:{port}", config.task.name, order_by=config.search.objective.metric)
+    log_path = tracking.mlruns_dir() / "ui" / f"mlflow-ui-{port}.log"
+    process = tracking.start_ui(host, port, log_path)
+    console.print(f"MLflow UI pid {process.pid}, log {log_path}", highlight=False, soft_wrap=True)
+    console.print(f"Trials ranked by {config.search.objective.metric}, best first:", highlight=False)
+    print(page)
+    if detach:
+        console.print(f"Detached; stop it with `kill -- -{process.pid}` (the server and its workers).")
+        return
+    try:
+        process.wait()
+    except KeyboardInterrupt:
+        tracking.stop_ui(process)
+
+
 @app.command("eval")
 def eval_(
     task: TaskArgument,

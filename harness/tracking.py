@@ -12,6 +12,12 @@ import logging
 import os
 import re
 import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,7 +33,9 @@ from mlflow.tracking import MlflowClient
 
 from harness.errors import HarnessError, TrialStopped
 
+UI_STARTUP_SECONDS = 120
 SYSTEM_METRICS_INTERVAL_SECONDS = 2
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 
 
 def mlruns_dir() -> Path:
@@ -57,7 +65,8 @@ def experiment_for(task_name: str) -> str:
         return str(experiment.experiment_id)
     uri = mlflow.get_tracking_uri()
     location = (mlruns_dir() / "artifacts" / task_name).as_uri() if uri.startswith("sqlite:") else None
-    return str(mlflow.create_experiment(task_name, artifact_location=location))
+    # The tag MLflow's UI reads to show a model-training experiment (runs with metric columns), not a GenAI one.
+    return str(mlflow.create_experiment(task_name, artifact_location=location, tags=EXPERIMENT_KIND))
 
 
 class RunLog:
@@ -313,3 +322,64 @@ def log_decision_run(
         client.log_metric(run.info.run_id, key, float(number))
     client.set_terminated(run.info.run_id, "FINISHED")
     return str(run.info.run_id)
+
+
+# The MLflow UI over the same store the search wrote.
+
+
+def start_ui(host: str, port: int, log_path: Path) -> subprocess.Popen[bytes]:
+    """Start `mlflow server` on the tracking store in use (its artifacts read where the runs logged them) and wait
+    until it answers; the caller stops it."""
+    command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", mlflow.get_tracking_uri()]
+    command += ["--host", host, "--port", str(port), "--workers", "1"]
+    if mlflow.get_tracking_uri().startswith("sqlite:"):
+        command += ["--default-artifact-root", (mlruns_dir() / "artifacts").as_uri()]
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    # MLflow's job runner (GenAI features: a dozen worker processes) has nothing to do for fine-tuning runs.
+    environment = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    with log_path.open("wb") as log:
+        # A session of its own: the server's worker processes are stopped with it (`stop_ui`, or kill -- -PID).
+        process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, env=environment, start_new_session=True
+        )
+    deadline = time.monotonic() + UI_STARTUP_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-10:])
+            raise HarnessError(
+                f"the MLflow UI exited with code {process.returncode} while starting ({log_path}):\n{tail}"
+            )
+        try:
+            with urllib.request.urlopen(f"http://{host}:{port}/health", timeout=5) as response:
+                if response.status == 200:
+                    return process
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(1)
+    stop_ui(process)
+    raise HarnessError(f"the MLflow UI did not answer on {host}:{port} within {UI_STARTUP_SECONDS} s; see {log_path}")
+
+
+def stop_ui(process: subprocess.Popen[bytes]) -> None:
+    """Stop the UI server and its worker processes (its whole process group)."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def experiment_page(base_url: str, task_name: str, *, order_by: str) -> str:
+    """The runs page of the task's experiment, every run flattened and ranked by `order_by` (best first): what a
+    person should see first. Marks the experiment as model training (older experiments lack the tag)."""
+    experiment = mlflow.get_experiment_by_name(task_name)
+    if experiment is None:
+        raise HarnessError(f"no experiment {task_name!r} at {mlflow.get_tracking_uri()}: run `harness search` first")
+    for key, value in EXPERIMENT_KIND.items():
+        if experiment.tags.get(key) != value:
+            MlflowClient().set_experiment_tag(experiment.experiment_id, key, value)
+    return (
+        f"{base_url}/#/experiments/{experiment.experiment_id}/runs?orderByKey=metrics.%60{order_by}%60&orderByAsc=false"
+    )

@@ -24,6 +24,7 @@ COMMANDS = [
     "promote",
     "regress",
     "serve",
+    "ui",
     "fetch-model",
 ]
 

@@ -1,0 +1,73 @@
+"""The MLflow side people look at: `harness ui` serves the store the search wrote, with a page that ranks trials."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from harness import tracking
+
+HARNESS = str(Path(sys.executable).parent / "harness")
+PORT = 5057
+
+
+def api(path: str, body: dict | None = None) -> dict:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{PORT}/api/2.0/mlflow/{path}", data=data, headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_harness_ui_serves_the_store_and_prints_the_page_ranking_runs_by_the_objective(tmp_path, monkeypatch):
+    monkeypatch.setenv("HARNESS_MLRUNS", str(tmp_path / "mlruns"))
+    tracking.configure()
+    for name, f1 in (("weak", 0.2), ("strong", 0.7)):
+        tracking.log_decision_run("legal", run_name=name, params={}, metrics={"f1_micro": f1}, tags={})
+
+    result = subprocess.run(
+        [HARNESS, "ui", "legal", "--port", str(PORT), "--detach"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "HARNESS_MLRUNS": str(tmp_path / "mlruns"), "COLUMNS": "200"},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    pid = int(re.search(r"MLflow UI pid (\d+)", result.stdout).group(1))
+    try:
+        experiment = api("experiments/get-by-name?experiment_name=legal")["experiment"]
+        page = f"http://127.0.0.1:{PORT}/#/experiments/{experiment['experiment_id']}/runs"
+        assert f"{page}?orderByKey=metrics.%60f1_micro%60&orderByAsc=false" in result.stdout
+        tags = {t["key"]: t["value"] for t in experiment["tags"]}
+        assert tags["mlflow.experimentKind"] == "custom_model_development"  # the model-training view, not GenAI
+        with urllib.request.urlopen(f"http://127.0.0.1:{PORT}/", timeout=30) as response:
+            assert response.status == 200 and b"<html" in response.read()
+        # What the page asks the server for: runs ordered by f1_micro, best first.
+        runs = api(
+            "runs/search",
+            {"experiment_ids": [experiment["experiment_id"]], "order_by": ["metrics.f1_micro DESC"]},
+        )["runs"]
+        assert [r["info"]["run_name"] for r in runs] == ["strong", "weak"]
+    finally:
+        os.killpg(pid, signal.SIGTERM)
+    for _ in range(30):
+        if not group_alive(pid):
+            break
+        time.sleep(1)
+    assert not group_alive(pid)  # the server and every worker it started are gone
