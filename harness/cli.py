@@ -554,11 +554,18 @@ def ui(
 
     config = load_task(task)
     tracking.configure(tracking_uri)
-    page = tracking.experiment_page(f"http://{host}:{port}", config.task.name, order_by=config.search.objective.metric)
+    objective = config.search.objective.metric
+    columns = [objective, *(f"f1_{name}" for name in config.fields), "exact_match", "json_valid_rate"]
+    page = tracking.experiment_page(
+        f"http://{host}:{port}",
+        config.task.name,
+        metrics=list(dict.fromkeys(columns)),
+        params=["lora.r", "lora.alpha", "lora.target_modules", "train.learning_rate", "quantization"],
+    )
     log_path = tracking.mlruns_dir() / "ui" / f"mlflow-ui-{port}.log"
     process = tracking.start_ui(host, port, log_path)
     console.print(f"MLflow UI pid {process.pid}, log {log_path}", highlight=False, soft_wrap=True)
-    console.print(f"Trials ranked by {config.search.objective.metric}, best first:", highlight=False)
+    console.print(f"Trials ranked by {objective}, best first, with their metrics and recipes as columns:")
     print(page)
     if detach:
         console.print(f"Detached; stop it with `kill -- -{process.pid}` (the server and its workers).")
@@ -567,6 +574,27 @@ def ui(
         process.wait()
     except KeyboardInterrupt:
         tracking.stop_ui(process)
+
+
+@app.command()
+def report(
+    task: TaskArgument,
+    study: Annotated[str | None, typer.Option(help="Study name (default: TASK-PROFILE).")] = None,
+    profile: ProfileOption = "auto",
+    out: Annotated[Path | None, typer.Option(help="Directory for report.html and its PNGs.")] = None,
+    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (default: <mlruns>/mlflow.db).")] = None,
+) -> None:
+    """Write a study's self-contained HTML report (and PNGs), and log it on the study's run."""
+    from harness import tracking
+    from harness.config import load_task
+    from harness.report import build_report
+
+    config = load_task(task)
+    chosen, _ = _choose_profile(config, profile)
+    tracking.configure(tracking_uri)
+    study_name = study or f"{config.task.name}-{chosen}"
+    built = build_report(config, study_name=study_name, out_dir=out or tracking.mlruns_dir() / "reports" / study_name)
+    console.print(f"Report: {built.html_path} ({len(built.pngs)} PNGs beside it); logged on run {built.run_id}")
 
 
 @app.command("eval")

@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -164,6 +165,21 @@ def log_table_to_run(run_id: str, rows: list[dict[str, Any]], artifact_file: str
     MlflowClient().log_table(run_id, data=pd.DataFrame(rows), artifact_file=artifact_file)
 
 
+def load_table_from_run(run_id: str, artifact_file: str) -> list[dict[str, Any]]:
+    """A table logged with `log_table_to_run` (MLflow's {"columns", "data"} JSON), as rows; empty when absent."""
+    with tempfile.TemporaryDirectory() as directory:
+        try:
+            path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact_file, dst_path=directory)
+        except (mlflow.exceptions.MlflowException, OSError):
+            return []
+        table = json.loads(Path(path).read_text(encoding="utf-8"))
+    # NaN is how pandas fills a column a row lacks (a pruned trial has no f1 figures): None says it plainly.
+    return [
+        {k: (None if isinstance(v, float) and v != v else v) for k, v in zip(table["columns"], row, strict=True)}
+        for row in table["data"]
+    ]
+
+
 def run_metrics(run_id: str) -> dict[str, float]:
     return dict(MlflowClient().get_run(run_id).data.metrics)
 
@@ -263,6 +279,12 @@ def model_version(registered_name: str, *, alias: str | None = None, version: in
     except mlflow.exceptions.MlflowException:
         return None
     return found
+
+
+def model_versions(registered_name: str) -> list[Any]:
+    """Every version of a registered model, newest first; empty when the name is unknown."""
+    found = MlflowClient().search_model_versions(f"name = '{registered_name}'")
+    return sorted(found, key=lambda v: -int(v.version))
 
 
 def model_aliases(registered_name: str) -> dict[str, int]:
@@ -371,15 +393,27 @@ def stop_ui(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
-def experiment_page(base_url: str, task_name: str, *, order_by: str) -> str:
-    """The runs page of the task's experiment, every run flattened and ranked by `order_by` (best first): what a
-    person should see first. Marks the experiment as model training (older experiments lack the tag)."""
+def experiment_page(base_url: str, task_name: str, *, metrics: list[str], params: list[str]) -> str:
+    """The runs page of the task's experiment with every run flattened, ranked by `metrics[0]` (best first) and
+    `metrics` and `params` as columns: what a person should see first. MLflow's UI opens a view stored on the
+    experiment as a `mlflow.sharedViewState.<key>` tag when the URL names its key; harness writes that view.
+    Also marks the experiment as model training (experiments made before harness set it lack the tag)."""
     experiment = mlflow.get_experiment_by_name(task_name)
     if experiment is None:
         raise HarnessError(f"no experiment {task_name!r} at {mlflow.get_tracking_uri()}: run `harness search` first")
+    client = MlflowClient()
     for key, value in EXPERIMENT_KIND.items():
         if experiment.tags.get(key) != value:
-            MlflowClient().set_experiment_tag(experiment.experiment_id, key, value)
-    return (
-        f"{base_url}/#/experiments/{experiment.experiment_id}/runs?orderByKey=metrics.%60{order_by}%60&orderByAsc=false"
-    )
+            client.set_experiment_tag(experiment.experiment_id, key, value)
+    columns = [f"metrics.`{m}`" for m in metrics] + [f"params.`{p}`" for p in params]
+    view = {
+        "orderByKey": f"metrics.`{metrics[0]}`",
+        "orderByAsc": False,
+        "selectedColumns": columns,
+        "columnOrder": columns,  # the objective first; MLflow would sort them by name
+        "runsExpanded": {},
+        "runListHidden": False,
+    }
+    share_key = f"harness-ranked-by-{metrics[0]}"
+    client.set_experiment_tag(experiment.experiment_id, f"mlflow.sharedViewState.{share_key}", json.dumps(view))
+    return f"{base_url}/#/experiments/{experiment.experiment_id}/runs?viewStateShareKey={share_key}"

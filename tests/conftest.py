@@ -71,3 +71,18 @@ def legal_test_head(tmp_path_factory) -> Callable[[int], Path]:
         return write_legal_with_test_head(tmp_path_factory.mktemp(f"legal-head-{examples}"), examples)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def two_trial_study(legal, tmp_path_factory) -> Path:
+    """A finished two-trial smoke search (seed recipe + one sampled) in its own mlruns, for the tests that only
+    read a study (report, browser); they point HARNESS_MLRUNS at the returned directory."""
+    from harness import tracking
+    from harness.search import SearchOptions, run_search
+
+    mlruns = tmp_path_factory.mktemp("two-trial-study") / "mlruns"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HARNESS_MLRUNS", str(mlruns))
+        tracking.configure()
+        run_search(legal, SearchOptions(trials=2, profile="smoke"))
+    return mlruns

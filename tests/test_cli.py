@@ -25,6 +25,7 @@ COMMANDS = [
     "regress",
     "serve",
     "ui",
+    "report",
     "fetch-model",
 ]
 

@@ -53,9 +53,14 @@ def test_harness_ui_serves_the_store_and_prints_the_page_ranking_runs_by_the_obj
     try:
         experiment = api("experiments/get-by-name?experiment_name=legal")["experiment"]
         page = f"http://127.0.0.1:{PORT}/#/experiments/{experiment['experiment_id']}/runs"
-        assert f"{page}?orderByKey=metrics.%60f1_micro%60&orderByAsc=false" in result.stdout
+        assert f"{page}?viewStateShareKey=harness-ranked-by-f1_micro" in result.stdout
         tags = {t["key"]: t["value"] for t in experiment["tags"]}
         assert tags["mlflow.experimentKind"] == "custom_model_development"  # the model-training view, not GenAI
+        # The view that URL opens: ranked by the objective, metrics and recipe values as columns.
+        view = json.loads(tags["mlflow.sharedViewState.harness-ranked-by-f1_micro"])
+        assert (view["orderByKey"], view["orderByAsc"]) == ("metrics.`f1_micro`", False)
+        assert view["selectedColumns"][:2] == ["metrics.`f1_micro`", "metrics.`f1_plaintiff`"]
+        assert "params.`lora.r`" in view["selectedColumns"]
         with urllib.request.urlopen(f"http://127.0.0.1:{PORT}/", timeout=30) as response:
             assert response.status == 200 and b"<html" in response.read()
         # What the page asks the server for: runs ordered by f1_micro, best first.
