@@ -176,3 +176,11 @@ def test_regress_checks_the_registered_champion_against_the_figures_stored_for_i
     [again] = regress(task)
     assert not again.updated and again.regressed == []
     assert {"f1_micro", "f1_initiator", "json_valid_rate"} <= {c.metric for c in again.checks}
+
+
+def test_regress_reads_a_logged_model_by_its_run_uri(task, smoke_study):
+    logged = f"runs:/{MlflowClient().get_model_version('legal-extractor', '1').run_id}/model"
+    [stored] = regress(task, model=logged, update_baseline=True)
+    assert stored.path.name == f"{logged.removeprefix('runs:/').replace('/', '-')}.json"
+    [again] = regress(task, model=logged)
+    assert again.regressed == [] and again.checks[0].metric == "f1_micro"
