@@ -348,6 +348,16 @@ def materialise_version(name: str, version: int) -> Path:
     return model_dir
 
 
+def find_version(name: str, *, alias: str | None = None, version: int | None = None, hint: str = "") -> Any:
+    """A registered version by alias or number; a clear error listing the aliases that are set when it is not."""
+    found = tracking.model_version(name, alias=alias) if alias else tracking.model_version(name, version=version)
+    if found is None:
+        wanted = f"models:/{name}@{alias}" if alias else f"models:/{name}/{version}"
+        aliases = ", ".join(f"@{a} -> v{v}" for a, v in tracking.model_aliases(name).items()) or "none"
+        raise HarnessError(f"{wanted} does not exist; aliases set: {aliases}{hint}")
+    return found
+
+
 def materialise_adapter(name: str, version: int) -> Path:
     """The LoRA adapter a version was merged from (`<mlruns>/models/<name>/v<N>/adapter`), for serving unmerged."""
     found = tracking.model_version(name, version=version)

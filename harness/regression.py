@@ -182,23 +182,17 @@ def _resolve(task: TaskConfig, model: str, stored: dict[str, dict[str, Any] | No
 
 
 def _registered(model: str) -> tuple[str, Any]:
-    from harness import tracking
+    from harness import registry
 
     reference = model.removeprefix("models:/")
     name, alias = reference.split("@", 1) if "@" in reference else (reference, None)
     number = None
-    if alias is None and "/" in name:
-        name, number_text = name.split("/", 1)
-        number = int(number_text) if number_text.isdigit() else None
-        if number is None:
+    if alias is None:
+        name, _, number_text = name.partition("/")
+        if not number_text.isdigit():
             raise HarnessError(f"cannot read {model!r}: expected models:/NAME@ALIAS or models:/NAME/VERSION")
-    found = tracking.model_version(name, alias=alias) if alias else tracking.model_version(name, version=number)
-    if found is None:
-        aliases = tracking.model_aliases(name)
-        raise HarnessError(
-            f"{model} does not exist; aliases set: {', '.join(f'@{a} -> v{v}' for a, v in aliases.items()) or 'none'}"
-        )
-    return name, found
+        number = int(number_text)
+    return name, registry.find_version(name, alias=alias, version=number)
 
 
 def _evaluate(task: TaskConfig, spec: EvalSetSpec, model: str, model_dir: str | None, max_new_tokens: int) -> dict:

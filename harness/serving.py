@@ -284,14 +284,8 @@ def serve_registered(
     from harness import registry, tracking
 
     name = registry.registered_name(task)
-    version = tracking.model_version(name, alias=alias)
-    if version is None:
-        aliases = tracking.model_aliases(name)
-        raise HarnessError(
-            f"models:/{name}@{alias} does not exist; aliases set: "
-            f"{', '.join(f'@{a} -> v{v}' for a, v in aliases.items()) or 'none'}"
-            f" (run `harness register {task.task.name}` and `harness promote {task.task.name}`)"
-        )
+    hint = f" (run `harness register {task.task.name}` and `harness promote {task.task.name}`)"
+    version = registry.find_version(name, alias=alias, hint=hint)
     number = int(version.version)
     dtype = options.dtype
     if dtype == "auto":

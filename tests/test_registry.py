@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -184,3 +185,10 @@ def test_regress_reads_a_logged_model_by_its_run_uri(task, smoke_study):
     assert stored.path.name == f"{logged.removeprefix('runs:/').replace('/', '-')}.json"
     [again] = regress(task, model=logged)
     assert again.regressed == [] and again.checks[0].metric == "f1_micro"
+
+
+def test_an_alias_that_is_not_set_is_an_error_listing_the_ones_that_are(task, smoke_study):
+    aliases = ", ".join(f"@{a} -> v{v}" for a, v in tracking.model_aliases("legal-extractor").items()) or "none"
+    message = f"models:/legal-extractor@staging does not exist; aliases set: {aliases}"
+    with pytest.raises(HarnessError, match=re.escape(message)):
+        registry.find_version("legal-extractor", alias="staging")
