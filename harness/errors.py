@@ -1,4 +1,5 @@
-"""The one error type users see: a message that says what was wrong, where, and what was expected."""
+"""The one error type users see: a message that says what was wrong, where, and what was expected; and what of a
+URL may appear in a message or a log."""
 
 
 class HarnessError(Exception):
@@ -7,3 +8,13 @@ class HarnessError(Exception):
 
 class TrialStopped(Exception):
     """Training was stopped on request (the search pruned the trial): not a failure, and not a finished trial."""
+
+
+def without_password(url: str) -> str:
+    """Database URLs may carry credentials (postgresql://user:secret@host/db): never print or log the secret."""
+    if "://" not in url or "@" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    credentials, host = rest.rsplit("@", 1)
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}"

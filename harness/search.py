@@ -1,28 +1,39 @@
 """The search: an Optuna study over LoRA / QLoRA recipes. The only module importing Optuna.
 
-A study is named `<task>-<profile>` unless told otherwise and lives in `sqlite:///<mlruns>/optuna.db` (or any
-Optuna storage URL). `trials` is the total number of finished (complete or pruned) trials the study should
-have: running the same command again resumes it and runs only what is missing. Trial 0 is always the task's seed
-recipe. Each trial is `harness.trial.run_trial`, nested in MLflow under one parent run per study.
+A study is named `<task>-<profile>` unless told otherwise and lives in `<mlruns>/optuna-journal.log` (Optuna's
+JournalStorage: safe for several local processes) or any Optuna storage URL (`postgresql://...` for many machines).
+`trials` is the total number of finished (complete or pruned) trials the study should have: running the same
+command again resumes it and runs only what is missing. Trial 0 is always the task's seed recipe. Each trial is
+`harness.trial.run_trial`, nested in MLflow under one parent run per study.
+
+Any number of workers may run the same command on one study at once (Optuna's own distributed engine): each pulls
+trials until the study has its total, never starting one the total does not need; the worker that creates the
+study creates its MLflow parent run and every other worker finds it in the study's attributes; a trial whose
+worker died is failed and queued again (heartbeats on a database, process liveness on a local journal file).
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import os
+import socket
 import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.exceptions import DuplicatedStudyError, UpdateFinishedTrialError
+from optuna.storages import BaseStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from harness import tracking
 from harness.config import CategoricalParam, FloatParam, TaskConfig, TrialConfig, resolve_trial_config
-from harness.errors import HarnessError, TrialStopped
+from harness.errors import HarnessError, TrialStopped, without_password
 from harness.trial import evaluate_model, run_trial
 
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -30,9 +41,17 @@ FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
 HEARTBEAT_SECONDS = int(os.environ.get("HARNESS_HEARTBEAT_SECONDS", "30"))
 MAX_RETRIES = 2
 MLFLOW_RUN_ATTR = "mlflow_run_id"
+WORKER_ATTR = "harness.worker"  # host:pid of the process running the trial
+PARENT_RUN_ATTR = "harness.mlflow_parent_run_id"  # the study's one MLflow parent run, shared by its workers
+# How often a waiting worker looks at the study, and how long a joining worker waits for the creator's parent run.
+POLL_SECONDS = float(os.environ.get("HARNESS_POLL_SECONDS", "2"))
+PARENT_RUN_WAIT_SECONDS = 120
+CLAIM_PREFIX = "harness-claim:"  # marker studies: a unique name is the storage's atomic "only one of us"
 
 # Optuna logs each failed trial with its traceback; harness reports failures itself (progress, MLflow, user attrs).
 optuna.logging.set_verbosity(optuna.logging.ERROR)
+# Grouped TPE and the retry callback are marked experimental; every worker would print so on every start.
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
 @dataclass(frozen=True)
@@ -46,7 +65,8 @@ class SearchOptions:
     seed: int = 0
     timeout_seconds: float | None = None
     max_memory_mb: float | None = None
-    storage: str | None = None  # any Optuna storage URL; default sqlite:///<mlruns>/optuna.db
+    storage: str | None = None  # an Optuna storage URL or a journal file; default <mlruns>/optuna-journal.log
+    worker_index: int | None = None  # this worker's place among several (--n-workers, a Kubernetes or Slurm index)
 
 
 @dataclass
@@ -80,17 +100,19 @@ class SearchSummary:
 def run_search(
     task: TaskConfig, options: SearchOptions, *, on_progress: Callable[[SearchProgress], None] | None = None
 ) -> SearchSummary:
-    """Run (or resume) a study until it has `options.trials` finished trials; returns the ranked results."""
+    """Run (or resume, or join) a study until it has `options.trials` finished trials; returns the ranked results."""
     study_name = options.study_name or f"{task.task.name}-{options.profile}"
     storage_url = options.storage or default_storage()
     base_config = resolve_trial_config(task, profile=options.profile, model=options.model)
-    study = _open_study(task, options, study_name, storage_url)
-    parent_run_id = tracking.open_study_run(
-        task.task.name,
-        study_name,
+    study, storage, created = _open_study(task, options, study_name, storage_url)
+    _fail_dead_workers(study, storage, task)  # a resumed study's trials whose worker died are retried first
+    parent_run_id = _study_run(
+        study,
+        created,
+        task,
         tags={
             "harness.study": study_name,
-            "harness.storage": _without_password(storage_url),
+            "harness.storage": without_password(storage_url),
             "harness.sampler": options.sampler,
             "harness.pruner": options.pruner,
             "harness.profile": options.profile,
@@ -99,18 +121,24 @@ def run_search(
     )
     progress = SearchProgress(total=options.trials, finished=_count_finished(study))
     _update_best(study, progress)
+    deadline = None if options.timeout_seconds is None else time.monotonic() + options.timeout_seconds
     status = "FAILED"
-    zero_shot: dict[str, float] = {}
     try:
-        zero_shot = _zero_shot_baseline(task, base_config, parent_run_id)
+        # One zero-shot evaluation per study: by its creator, or by a worker resuming it alone.
+        if created or not _running(study):
+            _zero_shot_baseline(task, base_config, parent_run_id)
         objective = _objective(task, base_config, options, parent_run_id, progress, on_progress)
-        remaining = options.trials - progress.finished
-        if remaining > 0:
+
+        def stop_or_wait(study: optuna.Study, trial: FrozenTrial) -> None:
+            if not _wait_for_room(study, storage, task, options.trials, deadline):
+                study.stop()
+
+        if _wait_for_room(study, storage, task, options.trials, deadline):
             study.optimize(
                 objective,
                 callbacks=[
-                    optuna.study.MaxTrialsCallback(options.trials, states=FINISHED_STATES),
                     lambda study, trial: _after_trial(study, trial, task, parent_run_id, progress, on_progress),
+                    stop_or_wait,
                 ],
                 timeout=options.timeout_seconds,
                 catch=(Exception,),
@@ -121,10 +149,58 @@ def run_search(
         status = "KILLED"
         raise
     finally:
-        summary = _summarise(study, task, storage_url, parent_run_id, zero_shot)
+        _fail_dead_workers(study, storage, task)
+        summary = _summarise(study, task, storage_url, parent_run_id)
         _log_study_plots(study, parent_run_id)
-        tracking.finish_study_run(parent_run_id, status)
+        # The study's run stays RUNNING while other workers still run trials; the last one to stop ends it.
+        if not _running(study):
+            tracking.finish_study_run(parent_run_id, status)
     return summary
+
+
+def claim_registration(study_name: str, total: int, *, storage: str | None = None) -> tuple[bool, str]:
+    """Whether this worker registers the study's best trial, and why not: only once the study has its `total`
+    and no trial runs, and only for the one worker whose claim lands first. The claim is a marker study: the
+    storage refuses a second study of the same name atomically, on PostgreSQL as on a journal file. Keyed on the
+    total, so extending the study to more trials registers again, once."""
+    storage_url = storage or default_storage()
+    study = optuna.load_study(study_name=study_name, storage=_storage(storage_url))
+    finished, running = _count_finished(study), len(_running(study))
+    if finished < total or running:
+        return False, (
+            f"the study has {finished} of {total} finished trials and {running} running on other workers:"
+            " the last worker to finish registers"
+        )
+    claim = f"{CLAIM_PREFIX}{study_name}:register:{total}"
+    try:
+        marker = optuna.create_study(study_name=claim, storage=_storage(storage_url))
+    except DuplicatedStudyError:
+        by = optuna.load_study(study_name=claim, storage=_storage(storage_url)).user_attrs.get("worker", "?")
+        return False, (
+            f"another worker ({by}) registers the study's best trial at {total} trials"
+            " (`harness register` registers it again on purpose)"
+        )
+    marker.set_user_attr("worker", worker_id())
+    marker.set_user_attr("time", time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    return True, "this worker finished the study last"
+
+
+def study_summary(task: TaskConfig, options: SearchOptions) -> SearchSummary:
+    """The ranked results of a study as its workers left them (what `--n-workers` prints at the end)."""
+    study_name = options.study_name or f"{task.task.name}-{options.profile}"
+    storage_url = options.storage or default_storage()
+    try:
+        study = optuna.load_study(study_name=study_name, storage=_storage(storage_url))
+        parent_run_id = str(study.user_attrs[PARENT_RUN_ATTR])
+    except KeyError:
+        raise HarnessError(
+            f"study {study_name!r} in {without_password(storage_url)} was not started: see the workers' errors above"
+        ) from None
+    return _summarise(study, task, storage_url, parent_run_id, log=False)
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 @dataclass(frozen=True)
@@ -139,18 +215,26 @@ class StudyTrial:
 
 
 def default_storage() -> str:
-    return f"sqlite:///{tracking.mlruns_dir() / 'optuna.db'}"
+    """`<mlruns>/optuna-journal.log`: a JournalStorage file several local processes can share (SQLite cannot take
+    concurrent writers). A store made before harness used it, `<mlruns>/optuna.db`, is still read."""
+    journal, legacy = tracking.mlruns_dir() / "optuna-journal.log", tracking.mlruns_dir() / "optuna.db"
+    return f"sqlite:///{legacy}" if legacy.exists() and not journal.exists() else str(journal)
+
+
+def is_journal(storage_url: str) -> bool:
+    """A storage without a URL scheme is a journal file path (as optuna-dashboard reads it too)."""
+    return "://" not in storage_url
 
 
 def find_trial(study_name: str, *, storage: str | None = None, number: int | None = None) -> StudyTrial:
     """A study's best complete trial, or the trial numbered `number`; a clear error when there is none."""
     storage_url = storage or default_storage()
     try:
-        study = optuna.load_study(study_name=study_name, storage=storage_url)
+        study = optuna.load_study(study_name=study_name, storage=_storage(storage_url))
     except KeyError:
-        known = optuna.get_all_study_names(storage=storage_url)
+        known = [n for n in optuna.get_all_study_names(storage=_storage(storage_url)) if not n.startswith(CLAIM_PREFIX)]
         raise HarnessError(
-            f"no study {study_name!r} in {_without_password(storage_url)}; studies there:"
+            f"no study {study_name!r} in {without_password(storage_url)}; studies there:"
             f" {', '.join(known) or 'none'} (run `harness search` first, or pass --study)"
         ) from None
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
@@ -171,40 +255,144 @@ def find_trial(study_name: str, *, storage: str | None = None, number: int | Non
     )
 
 
-def _open_study(task: TaskConfig, options: SearchOptions, study_name: str, storage_url: str) -> optuna.Study:
+def _open_study(
+    task: TaskConfig, options: SearchOptions, study_name: str, storage_url: str
+) -> tuple[optuna.Study, BaseStorage, bool]:
+    """The study, its storage, and whether this worker created it (exactly one worker does: the storage refuses a
+    second study of the same name)."""
     _check_seed_in_space(task)
-    storage = RDBStorage(
-        storage_url,
-        heartbeat_interval=HEARTBEAT_SECONDS,
-        grace_period=2 * HEARTBEAT_SECONDS,
-        heartbeat_stale_trial_callback=_FailRunThenRetry(task.task.name),
-    )
-    direction = task.search.objective.direction
-    study = optuna.create_study(
-        study_name=study_name,
-        storage=storage,
-        sampler=_sampler(options),
-        pruner=_pruner(options, task),
-        direction=direction,
-        load_if_exists=True,
-    )
+    storage = _storage(storage_url, _FailRunThenRetry(task.task.name, "worker stopped sending heartbeats"))
+    # Each worker's sampler starts from its own seed; every trial then re-seeds it (see `_objective`).
+    sampler = _sampler(options, seed=options.seed + 7919 * (options.worker_index or 0))
+    pruner = _pruner(options, task)
+    try:
+        study = optuna.create_study(
+            study_name=study_name,
+            storage=storage,
+            sampler=sampler,
+            pruner=pruner,
+            direction=task.search.objective.direction,
+        )
+        created = True
+    except DuplicatedStudyError:
+        study = optuna.load_study(study_name=study_name, storage=storage, sampler=sampler, pruner=pruner)
+        created = False
     signature = _space_signature(task)
     stored = study.user_attrs.get("harness.search_space")
-    if stored is None:
+    if created or stored is None:
         study.set_user_attr("harness.search_space", signature)
         study.set_user_attr("harness.task", task.task.name)
     elif stored != signature:
         raise HarnessError(
-            f"study {study_name!r} in {_without_password(storage_url)} was created with another search space"
+            f"study {study_name!r} in {without_password(storage_url)} was created with another search space"
             f" or objective than {task.file} now declares:\n  stored:  {stored}\n  current: {signature}\n"
             "Name a new study with --study NAME (or restore the YAML) so results stay comparable."
         )
-    # The seed recipe is queued once, and again when its trial failed (Ctrl-C, a crash): every study gets to
-    # answer "did the search beat the standard recipe?".
+    # The seed recipe is queued by the study's creator, and again when its trial failed (Ctrl-C, a crash): every
+    # study gets to answer "did the search beat the standard recipe?".
     seed_trials = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("harness.seed_recipe")]
-    if all(t.state == TrialState.FAIL for t in seed_trials):
+    if created or (seed_trials and all(t.state == TrialState.FAIL for t in seed_trials)):
         study.enqueue_trial(_seed_params(task), user_attrs={"harness.seed_recipe": True})
-    return study
+    return study, storage, created
+
+
+def _storage(
+    storage_url: str, on_stale_trial: Callable[[optuna.Study, FrozenTrial], None] | None = None
+) -> BaseStorage:
+    if is_journal(storage_url):
+        Path(storage_url).parent.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(storage_url))
+    if storage_url.startswith("sqlite:"):
+        engine: dict[str, Any] = {}
+    else:
+        # Trials run for minutes to hours between writes: test pooled connections before use.
+        engine = {"pool_pre_ping": True}
+    try:
+        return RDBStorage(
+            storage_url,
+            engine_kwargs=engine,
+            heartbeat_interval=HEARTBEAT_SECONDS,
+            grace_period=2 * HEARTBEAT_SECONDS,
+            heartbeat_stale_trial_callback=on_stale_trial,
+        )
+    except Exception as error:  # SQLAlchemy's and the driver's errors: a wrong URL, host, password or database
+        raise HarnessError(
+            f"cannot open the Optuna storage {without_password(storage_url)}: {type(error).__name__}:"
+            f" {str(error).splitlines()[0] if str(error) else ''}\n"
+            "Expected a database URL (postgresql://USER:PASS@HOST:PORT/DB, sqlite:///PATH) or a journal file path."
+        ) from None
+
+
+def _study_run(study: optuna.Study, created: bool, task: TaskConfig, *, tags: dict[str, str]) -> str:
+    """The study's one MLflow parent run: created by the worker that created the study, found by the others in
+    the study's attributes (or by its tag, for studies older than the attribute)."""
+    deadline = time.monotonic() + PARENT_RUN_WAIT_SECONDS
+    while not created:
+        found = study.user_attrs.get(PARENT_RUN_ATTR) or tracking.find_study_run(task.task.name, study.study_name)
+        if found:
+            tracking.resume_study_run(str(found), study.study_name)
+            study.set_user_attr(PARENT_RUN_ATTR, str(found))
+            return str(found)
+        if time.monotonic() > deadline:
+            break  # the creating worker died before making it: make it here
+        time.sleep(POLL_SECONDS)
+    run_id = tracking.create_study_run(task.task.name, study.study_name, tags=tags)
+    study.set_user_attr(PARENT_RUN_ATTR, run_id)
+    return run_id
+
+
+def _running(study: optuna.Study) -> list[FrozenTrial]:
+    return study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+
+
+def _wait_for_room(
+    study: optuna.Study, storage: BaseStorage, task: TaskConfig, total: int, deadline: float | None
+) -> bool:
+    """Whether this worker should start a trial: the study lacks finished trials that no running trial will
+    supply. While every missing trial runs on another worker, wait: if one of those workers dies, its trial is
+    failed and queued again, and this worker runs it. False once the study has its total (or time is up)."""
+    while True:
+        _fail_dead_workers(study, storage, task)
+        finished = _count_finished(study)
+        if finished >= total:
+            return False
+        if finished + len(_running(study)) < total:
+            return True
+        if deadline is not None and time.monotonic() >= deadline:
+            return False
+        time.sleep(POLL_SECONDS)
+
+
+def _fail_dead_workers(study: optuna.Study, storage: BaseStorage, task: TaskConfig) -> None:
+    """Fail and queue again the running trials whose worker is gone: by Optuna's heartbeats on a database; on a
+    journal file (no heartbeats; its workers share one machine) by whether the worker's process still exists."""
+    if isinstance(storage, RDBStorage):
+        optuna.storages.fail_stale_trials(study)
+        return
+    host = socket.gethostname()
+    study_id = storage.get_study_id_from_name(study.study_name)
+    for trial in _running(study):
+        worker = str(trial.user_attrs.get(WORKER_ATTR, ""))
+        worker_host, _, pid = worker.rpartition(":")
+        if worker_host != host or not pid.isdigit() or _process_exists(int(pid)):
+            continue
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+        try:
+            if not storage.set_trial_state_values(trial_id, TrialState.FAIL):
+                continue
+        except UpdateFinishedTrialError:
+            continue  # another worker failed it first
+        _FailRunThenRetry(task.task.name, f"worker {worker} died")(study, storage.get_trial(trial_id))
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
 
 
 def _check_seed_in_space(task: TaskConfig) -> None:
@@ -250,14 +438,14 @@ def _seed_params(task: TaskConfig) -> dict[str, Any]:
     return {key: values[key] for key in task.search.params}
 
 
-def _sampler(options: SearchOptions) -> optuna.samplers.BaseSampler:
+def _sampler(options: SearchOptions, *, seed: int) -> optuna.samplers.BaseSampler:
     if options.sampler == "tpe":
         # Constant liar: concurrent workers do not all sample the same point while trials are running.
-        return optuna.samplers.TPESampler(multivariate=True, group=True, seed=options.seed, constant_liar=True)
+        return optuna.samplers.TPESampler(multivariate=True, group=True, seed=seed, constant_liar=True)
     if options.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=options.seed)
+        return optuna.samplers.RandomSampler(seed=seed)
     if options.sampler == "gp":
-        return optuna.samplers.GPSampler(seed=options.seed)
+        return optuna.samplers.GPSampler(seed=seed)
     raise HarnessError(f"unknown sampler {options.sampler!r}; expected tpe, random or gp")
 
 
@@ -323,12 +511,20 @@ def _objective(
             on_progress(progress)
 
     def objective(trial: optuna.Trial) -> float:
+        trial.set_user_attr(WORKER_ATTR, worker_id())  # first: a trial without it cannot be found dead
+        # Each trial draws from a seed of its own: workers sharing a study never repeat each other's random draws
+        # (same-seeded samplers would), and a one-worker study stays reproducible.
+        trial.study.sampler = _sampler(options, seed=options.seed + trial.number)
         params = _suggest(trial, task)
         progress.current_trial, progress.current_params, progress.current_step = trial.number, params, 0
         notify()
         config = resolve_trial_config(task, profile=base.profile, model=base.model, overrides=params)
         reporter = _PruningReporter(trial, maximize, progress, notify)
-        tags = {"harness.study": trial.study.study_name, "harness.trial_number": str(trial.number)}
+        tags = {
+            "harness.study": trial.study.study_name,
+            "harness.trial_number": str(trial.number),
+            "harness.worker": worker_id(),
+        }
         if trial.user_attrs.get("harness.seed_recipe"):
             tags["harness.seed_recipe"] = "true"
 
@@ -393,11 +589,10 @@ def _count_finished(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=FINISHED_STATES))
 
 
-def _zero_shot_baseline(task: TaskConfig, base: TrialConfig, parent_run_id: str) -> dict[str, float]:
+def _zero_shot_baseline(task: TaskConfig, base: TrialConfig, parent_run_id: str) -> None:
     """The base model without fine-tuning, once per study, logged on the parent run as `zero_shot_*`."""
-    logged = tracking.run_metrics(parent_run_id)
-    if "zero_shot_f1_micro" in logged:
-        return {k.removeprefix("zero_shot_"): v for k, v in logged.items() if k.startswith("zero_shot_")}
+    if "zero_shot_f1_micro" in tracking.run_metrics(parent_run_id):
+        return
     scores, _ = evaluate_model(
         task,
         base.model,
@@ -406,11 +601,10 @@ def _zero_shot_baseline(task: TaskConfig, base: TrialConfig, parent_run_id: str)
         max_new_tokens=base.budget.max_new_tokens,
     )
     tracking.log_to_run(parent_run_id, metrics={f"zero_shot_{k}": v for k, v in scores.metrics.items()})
-    return dict(scores.metrics)
 
 
 def _summarise(
-    study: optuna.Study, task: TaskConfig, storage_url: str, parent_run_id: str, zero_shot: dict[str, float]
+    study: optuna.Study, task: TaskConfig, storage_url: str, parent_run_id: str, *, log: bool = True
 ) -> SearchSummary:
     metric, direction = task.search.objective.metric, task.search.objective.direction
     rows = []
@@ -419,7 +613,8 @@ def _summarise(
             {
                 "trial": trial.number,
                 "state": trial.state.name,
-                metric: trial.value,
+                # A pruned trial's value is its last intermediate one (a validation loss), not the objective.
+                metric: trial.value if trial.state == TrialState.COMPLETE else None,
                 "seed_recipe": bool(trial.user_attrs.get("harness.seed_recipe")),
                 "mlflow_run_id": trial.user_attrs.get(MLFLOW_RUN_ATTR),
                 "adapter_dir": trial.user_attrs.get("adapter_dir"),
@@ -430,18 +625,23 @@ def _summarise(
     complete = [r for r in rows if r["state"] == "COMPLETE"]
     complete.sort(key=lambda r: r[metric], reverse=direction == "maximize")
     ranked = complete + [r for r in rows if r["state"] != "COMPLETE"]
-    if ranked:
+    if ranked and log:
         tracking.log_table_to_run(parent_run_id, ranked, "leaderboard.json")
     return SearchSummary(
         study_name=study.study_name,
-        storage=_without_password(storage_url),
+        storage=without_password(storage_url),
         parent_run_id=parent_run_id,
         objective=metric,
         direction=direction,
         rows=ranked,
         best=complete[0] if complete else None,
         seed_recipe=next((r for r in rows if r["seed_recipe"]), None),
-        zero_shot=zero_shot,
+        # Read back from the study's run: the worker that evaluated it may be another one.
+        zero_shot={
+            k.removeprefix("zero_shot_"): v
+            for k, v in tracking.run_metrics(parent_run_id).items()
+            if k.startswith("zero_shot_")
+        },
     )
 
 
@@ -451,7 +651,6 @@ PLOTS = ("optimization_history", "param_importances", "parallel_coordinate", "sl
 def _log_study_plots(study: optuna.Study, parent_run_id: str) -> None:
     """Optuna's plots of the study on its parent run: interactive HTML (plotly) and PNG (matplotlib)."""
     import tempfile
-    from pathlib import Path
 
     import matplotlib
 
@@ -481,24 +680,20 @@ def _log_study_plots(study: optuna.Study, parent_run_id: str) -> None:
 
 
 class _FailRunThenRetry:
-    """A trial whose worker stopped sending heartbeats: fail its MLflow run, then queue it again."""
+    """A failed trial whose worker is gone: fail its MLflow run, then queue it again (Optuna's retry callback)."""
 
-    def __init__(self, task_name: str) -> None:
+    def __init__(self, task_name: str, reason: str) -> None:
         self.task_name = task_name
+        self.reason = reason
         self.retry = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES)
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         run_id = trial.user_attrs.get(MLFLOW_RUN_ATTR)
         if run_id:
-            tracking.fail_run(run_id, f"worker stopped sending heartbeats; trial {trial.number} failed and retried")
-        self.retry(study, trial)
-
-
-def _without_password(url: str) -> str:
-    """Storage URLs may carry credentials (postgresql://user:secret@host/db): never log the secret."""
-    if "://" not in url or "@" not in url:
-        return url
-    scheme, rest = url.split("://", 1)
-    credentials, host = rest.rsplit("@", 1)
-    user = credentials.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}"
+            tracking.fail_run(run_id, f"{self.reason}; trial {trial.number} failed and retried")
+        # The retry copies the trial's attributes: not the dead worker's name and run, which are the failed trial's.
+        retried = copy.deepcopy(trial)
+        retried.user_attrs = {
+            k: v for k, v in trial.user_attrs.items() if k not in (WORKER_ATTR, MLFLOW_RUN_ATTR, "harness.error")
+        }
+        self.retry(study, retried)

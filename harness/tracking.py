@@ -48,7 +48,8 @@ def default_tracking_uri() -> str:
 
 
 def configure(tracking_uri: str | None = None) -> str:
-    """Point MLflow at the tracking store; returns the URI in use."""
+    """Point MLflow at the tracking store (default `<mlruns>/mlflow.db`); returns the URI in use. Not from
+    MLFLOW_TRACKING_URI: MLflow sets that variable itself, so a child process would inherit its parent's store."""
     uri = tracking_uri or default_tracking_uri()
     if uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
@@ -66,8 +67,15 @@ def experiment_for(task_name: str) -> str:
         return str(experiment.experiment_id)
     uri = mlflow.get_tracking_uri()
     location = (mlruns_dir() / "artifacts" / task_name).as_uri() if uri.startswith("sqlite:") else None
-    # The tag MLflow's UI reads to show a model-training experiment (runs with metric columns), not a GenAI one.
-    return str(mlflow.create_experiment(task_name, artifact_location=location, tags=EXPERIMENT_KIND))
+    try:
+        # The tag MLflow's UI reads to show a model-training experiment (runs with metric columns), not a GenAI one.
+        return str(mlflow.create_experiment(task_name, artifact_location=location, tags=EXPERIMENT_KIND))
+    except mlflow.exceptions.MlflowException:
+        # Another worker of the same study created it a moment ago.
+        experiment = mlflow.get_experiment_by_name(task_name)
+        if experiment is None:
+            raise
+        return str(experiment.experiment_id)
 
 
 class RunLog:
@@ -135,16 +143,26 @@ def _param_value(value: Any) -> str:
     return json.dumps(value) if isinstance(value, list | dict | tuple) else str(value)
 
 
-def open_study_run(task_name: str, study_name: str, *, tags: dict[str, str]) -> str:
-    """The study's parent run: found by its study tag when resuming (and set RUNNING again), else created."""
-    client = MlflowClient()
-    experiment_id = experiment_for(task_name)
-    existing = find_study_run(task_name, study_name)
-    if existing:
-        client.update_run(existing, status="RUNNING")
-        return existing
-    run = client.create_run(experiment_id, run_name=study_name, tags={**tags, "harness.kind": "study"})
+def create_study_run(task_name: str, study_name: str, *, tags: dict[str, str]) -> str:
+    """A study's parent run, which its trials' runs nest under."""
+    run = MlflowClient().create_run(
+        experiment_for(task_name), run_name=study_name, tags={**tags, "harness.kind": "study"}
+    )
     return str(run.info.run_id)
+
+
+def resume_study_run(run_id: str, study_name: str) -> None:
+    """A study's parent run, RUNNING again while workers run its trials."""
+    client = MlflowClient()
+    try:
+        run = client.get_run(run_id)
+    except mlflow.exceptions.MlflowException:
+        raise HarnessError(
+            f"study {study_name!r} records its MLflow run {run_id}, which {mlflow.get_tracking_uri()} does not have:"
+            " every worker of a study must use the tracking store it started with (--tracking-uri)"
+        ) from None
+    if run.info.status != "RUNNING":
+        client.update_run(run_id, status="RUNNING")
 
 
 def finish_study_run(run_id: str, status: str) -> None:
@@ -349,18 +367,37 @@ def log_decision_run(
 # The MLflow UI over the same store the search wrote.
 
 
-def start_ui(host: str, port: int, log_path: Path) -> subprocess.Popen[bytes]:
-    """Start `mlflow server` on the tracking store in use (its artifacts read where the runs logged them) and wait
-    until it answers; the caller stops it."""
-    command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", mlflow.get_tracking_uri()]
-    command += ["--host", host, "--port", str(port), "--workers", "1"]
-    if mlflow.get_tracking_uri().startswith("sqlite:"):
+def start_mlflow_server(
+    host: str,
+    port: int,
+    log_path: Path,
+    *,
+    backend_store_uri: str | None = None,
+    artifacts_destination: str | None = None,
+    workers: int = 1,
+) -> subprocess.Popen[bytes]:
+    """Start `mlflow server` and wait until it answers; the caller stops it (`stop_mlflow_server`).
+
+    Without `backend_store_uri` it serves the store in use, its artifacts read where the runs logged them (the
+    UI). With one (PostgreSQL for a team) it is a tracking server: clients upload artifacts through it into
+    `artifacts_destination`, so workers on other machines need no shared filesystem."""
+    store = backend_store_uri or mlflow.get_tracking_uri()
+    command = [sys.executable, "-m", "mlflow", "server", "--host", host, "--port", str(port)]
+    command += ["--workers", str(workers)]
+    if artifacts_destination:
+        command += ["--serve-artifacts", "--artifacts-destination", artifacts_destination]
+    elif store.startswith("sqlite:"):
         command += ["--default-artifact-root", (mlruns_dir() / "artifacts").as_uri()]
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    # MLflow's job runner (GenAI features: a dozen worker processes) has nothing to do for fine-tuning runs.
-    environment = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    environment = {
+        **os.environ,
+        # Through the environment, not the command line: `ps` shows command lines, and the URI may hold a password.
+        "MLFLOW_BACKEND_STORE_URI": store,
+        # MLflow's job runner (GenAI features: a dozen worker processes) has nothing to do for fine-tuning runs.
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+    }
     with log_path.open("wb") as log:
-        # A session of its own: the server's worker processes are stopped with it (`stop_ui`, or kill -- -PID).
+        # A session of its own: the server's worker processes are stopped with it (`stop_mlflow_server`, kill -- -PID).
         process = subprocess.Popen(
             command, stdout=log, stderr=subprocess.STDOUT, env=environment, start_new_session=True
         )
@@ -369,7 +406,7 @@ def start_ui(host: str, port: int, log_path: Path) -> subprocess.Popen[bytes]:
         if process.poll() is not None:
             tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-10:])
             raise HarnessError(
-                f"the MLflow UI exited with code {process.returncode} while starting ({log_path}):\n{tail}"
+                f"the MLflow server exited with code {process.returncode} while starting ({log_path}):\n{tail}"
             )
         try:
             with urllib.request.urlopen(f"http://{host}:{port}/health", timeout=5) as response:
@@ -378,12 +415,14 @@ def start_ui(host: str, port: int, log_path: Path) -> subprocess.Popen[bytes]:
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             pass
         time.sleep(1)
-    stop_ui(process)
-    raise HarnessError(f"the MLflow UI did not answer on {host}:{port} within {UI_STARTUP_SECONDS} s; see {log_path}")
+    stop_mlflow_server(process)
+    raise HarnessError(
+        f"the MLflow server did not answer on {host}:{port} within {UI_STARTUP_SECONDS} s; see {log_path}"
+    )
 
 
-def stop_ui(process: subprocess.Popen[bytes]) -> None:
-    """Stop the UI server and its worker processes (its whole process group)."""
+def stop_mlflow_server(process: subprocess.Popen[bytes]) -> None:
+    """Stop the MLflow server and its worker processes (its whole process group)."""
     if process.poll() is None:
         os.killpg(process.pid, signal.SIGTERM)
         try:

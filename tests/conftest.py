@@ -1,10 +1,18 @@
-"""Shared fixtures: the real `legal` task, and a way to write variants of it into tmp dirs."""
+"""Shared fixtures: the real `legal` task, ways to write variants of it into tmp dirs, and the services a team
+runs (PostgreSQL, an MLflow tracking server)."""
 
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
-from collections.abc import Callable
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -86,3 +94,83 @@ def two_trial_study(legal, tmp_path_factory) -> Path:
         tracking.configure()
         run_search(legal, SearchOptions(trials=2, profile="smoke"))
     return mlruns
+
+
+POSTGRES_PASSWORD = "pg-secret-4821"  # asserted never to reach MLflow
+
+
+@dataclass(frozen=True)
+class Postgres:
+    """A PostgreSQL server of the test session's own on 127.0.0.1, password-protected like a real one."""
+
+    port: int
+
+    def url(self, database: str, *, driver: str = "postgresql") -> str:
+        return f"{driver}://harness:{POSTGRES_PASSWORD}@127.0.0.1:{self.port}/{database}"
+
+    def create_database(self, name: str) -> str:
+        import psycopg
+
+        with psycopg.connect(self.url("postgres"), autocommit=True) as connection:
+            connection.execute(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """Debian's PostgreSQL (installed by `make setup`), a fresh cluster in a temporary directory. As root the
+    server runs as the `postgres` user: PostgreSQL refuses to run as root."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
+    if not found:
+        pytest.skip("PostgreSQL is not installed (make setup installs Debian's postgresql package)")
+    bin_dir = found[-1].parent
+    directory = Path(tempfile.mkdtemp(prefix="harness-postgres-"))
+    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    if as_postgres:
+        shutil.chown(directory, "postgres")
+    (directory / "password").write_text(POSTGRES_PASSWORD)
+    directory.chmod(0o755)
+    (directory / "password").chmod(0o644)
+    data = directory / "data"
+    subprocess.run(
+        [*as_postgres, str(bin_dir / "initdb"), "-D", str(data), "-U", "harness", f"--pwfile={directory / 'password'}",
+         "--auth-host=scram-sha-256", "--auth-local=trust", "--no-sync"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    port = free_port()
+    options = f"-h 127.0.0.1 -p {port} -k {directory} -c fsync=off -c max_connections=200"
+    subprocess.run(
+        [*as_postgres, str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(directory / "log"), "-w",
+         "start"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    try:
+        yield Postgres(port)
+    finally:
+        subprocess.run([*as_postgres, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"], check=False)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def tracking_server(postgres, tmp_path, request) -> Iterator[str]:
+    """`harness server` on a database of this test's own: an MLflow tracking server as a team runs one.
+    Returns its http:// URI."""
+    database = "mlflow_" + request.node.name.lower().replace("[", "_").replace("]", "")[:50]
+    port = free_port()
+    command = [str(Path(sys.executable).parent / "harness"), "server", "--backend-store-uri",
+               postgres.create_database(database), "--artifacts-destination", str(tmp_path / "server-artifacts"),
+               "--port", str(port), "--workers", "1", "--detach"]  # fmt: skip
+    env = {**os.environ, "HARNESS_MLRUNS": str(tmp_path / "server-mlruns"), "COLUMNS": "200"}
+    started = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)
+    assert started.returncode == 0, started.stderr[-2000:]
+    pid = int(started.stdout.split("MLflow tracking server pid ")[1].split(",")[0])
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        os.killpg(pid, signal.SIGTERM)

@@ -1,0 +1,128 @@
+"""Several workers of one study on one machine: `harness search --n-workers K` starts K processes.
+
+Each worker is an ordinary `harness search` process on the same study: Optuna's storage is all they share, exactly
+as for workers on other machines. On a GPU machine each worker gets its own device (`CUDA_VISIBLE_DEVICES`, round
+robin); on a CPU machine they split the cores (pinned, with as many threads as cores). A worker killed mid-trial
+leaves its trial to the others: the search fails it and queues it again (see `harness.search`).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+# Schedulers that start many copies of one command number them; a worker's index seeds its sampler.
+INDEX_VARIABLES = ("HARNESS_WORKER_INDEX", "JOB_COMPLETION_INDEX", "SLURM_ARRAY_TASK_ID", "SLURM_PROCID")
+
+
+@dataclass(frozen=True)
+class WorkerSlot:
+    """What one local worker gets: its index, its environment and (on a CPU machine) its cores."""
+
+    index: int
+    environment: dict[str, str]
+    cpus: frozenset[int] = field(default_factory=frozenset)
+
+
+@dataclass(frozen=True)
+class WorkerExit:
+    index: int
+    pid: int
+    returncode: int
+
+    def describe(self) -> str:
+        if self.returncode < 0:
+            return f"worker {self.index} (pid {self.pid}) was killed by {signal.Signals(-self.returncode).name}"
+        return f"worker {self.index} (pid {self.pid}) exited with code {self.returncode}"
+
+
+def worker_index_from_environment() -> int | None:
+    """The index a scheduler gave this process (Kubernetes indexed Job, Slurm array), or HARNESS_WORKER_INDEX."""
+    for name in INDEX_VARIABLES:
+        value = os.environ.get(name, "")
+        if value.isdigit():
+            return int(value)
+    return None
+
+
+def visible_gpus() -> list[str]:
+    """The GPUs this process may use, as CUDA_VISIBLE_DEVICES names them; empty on a CPU machine."""
+    named = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if named is not None:
+        return [gpu.strip() for gpu in named.split(",") if gpu.strip() and gpu.strip() != "-1"]
+    import torch
+
+    return [str(i) for i in range(torch.cuda.device_count())]
+
+
+def plan_workers(count: int, *, gpus: list[str], cpus: set[int]) -> list[WorkerSlot]:
+    """One slot per worker: a GPU each (round robin when there are more workers than GPUs); without GPUs, the
+    cores in contiguous shares (shared round robin when there are more workers than cores)."""
+    if count < 1:
+        raise ValueError(f"--n-workers must be at least 1, got {count}")
+    if gpus:
+        return [
+            WorkerSlot(i, {"CUDA_VISIBLE_DEVICES": gpus[i % len(gpus)], "HARNESS_WORKER_INDEX": str(i)})
+            for i in range(count)
+        ]
+    cores = sorted(cpus)
+    if count >= len(cores):
+        shares = [[cores[i % len(cores)]] for i in range(count)]
+    else:
+        size, extra = divmod(len(cores), count)
+        shares, start = [], 0
+        for i in range(count):
+            end = start + size + (1 if i < extra else 0)
+            shares.append(cores[start:end])
+            start = end
+    return [
+        WorkerSlot(
+            i,
+            {
+                "CUDA_VISIBLE_DEVICES": "",
+                "OMP_NUM_THREADS": str(len(share)),
+                "MKL_NUM_THREADS": str(len(share)),
+                "HARNESS_WORKER_INDEX": str(i),
+            },
+            frozenset(share),
+        )
+        for i, share in enumerate(shares)
+    ]
+
+
+def run_workers(
+    arguments: list[str], slots: list[WorkerSlot], *, on_exit: Callable[[WorkerExit], None]
+) -> list[WorkerExit]:
+    """Run `harness <arguments> --worker-index I` once per slot and wait for all of them. Ctrl-C reaches every
+    worker (each records its stop); the pool then waits for them and re-raises."""
+    processes = {}
+    for slot in slots:
+        command = [sys.executable, "-m", "harness", *arguments, "--worker-index", str(slot.index)]
+        processes[slot.index] = subprocess.Popen(
+            command,
+            env={**os.environ, **slot.environment},
+            preexec_fn=(lambda cpus=slot.cpus: os.sched_setaffinity(0, cpus)) if slot.cpus else None,
+        )
+    exits: list[WorkerExit] = []
+    try:
+        while processes:
+            # Reaped promptly: until then a dead worker looks alive to the others, which wait for its trial.
+            for index, process in list(processes.items()):
+                if process.poll() is not None:
+                    exits.append(WorkerExit(index, process.pid, process.returncode))
+                    on_exit(exits[-1])
+                    del processes[index]
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        for process in processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
+        for process in processes.values():
+            process.wait()
+        raise
+    return exits
