@@ -29,6 +29,22 @@ console = Console()
 errors = Console(stderr=True)
 
 TaskArgument = Annotated[str, typer.Argument(help="Task name (a file in search_spaces/) or a path to a task YAML.")]
+# From the environment too: a Kubernetes Secret or a Slurm script passes the database password without a command line.
+StorageOption = Annotated[
+    str | None,
+    typer.Option(
+        envvar="HARNESS_STORAGE",
+        help="Optuna storage shared by a study's workers: postgresql://USER:PASS@HOST/DB, or a journal file"
+        " (default <mlruns>/optuna-journal.log).",
+    ),
+]
+TrackingUriOption = Annotated[
+    str | None,
+    typer.Option(
+        envvar="HARNESS_TRACKING_URI",
+        help="MLflow tracking URI: http://HOST:PORT for a team's `harness server` (default: <mlruns>/mlflow.db).",
+    ),
+]
 SplitOption = Annotated[
     str, typer.Option(help="train, validation, test (the task's first stored eval set) or an eval set name.")
 ]
@@ -142,7 +158,7 @@ def train(
     max_memory: Annotated[
         str | None, typer.Option(help="Refuse a trial whose estimated peak exceeds this (24G).")
     ] = None,
-    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (default: <mlruns>/mlflow.db).")] = None,
+    tracking_uri: TrackingUriOption = None,
 ) -> None:
     """Fine-tune and score one configuration (one trial), tracked in MLflow; the last line is its metrics as JSON."""
     from harness.config import load_task, parse_set_options, resolve_trial_config
@@ -176,16 +192,8 @@ def search(
     seed: Annotated[int, typer.Option(help="Sampler seed.")] = 0,
     timeout: Annotated[float | None, typer.Option(help="Stop starting new trials after this many seconds.")] = None,
     max_memory: Annotated[str | None, typer.Option(help="Skip trials whose estimated peak exceeds this.")] = None,
-    storage: Annotated[
-        str | None,
-        typer.Option(
-            help="Optuna storage shared by the study's workers: postgresql://USER:PASS@HOST/DB, or a journal file"
-            " (default <mlruns>/optuna-journal.log)."
-        ),
-    ] = None,
-    tracking_uri: Annotated[
-        str | None, typer.Option(help="MLflow tracking URI, http://HOST:PORT for a team server (default: <mlruns>).")
-    ] = None,
+    storage: StorageOption = None,
+    tracking_uri: TrackingUriOption = None,
     n_workers: Annotated[
         int, typer.Option(help="Worker processes on this machine: a GPU each, or a share of the cores.")
     ] = 1,
@@ -403,10 +411,8 @@ def register(
         str | None,
         typer.Option(help="Register this model as it is, no adapter (e.g. the zero-shot base, as a baseline)."),
     ] = None,
-    storage: Annotated[
-        str | None, typer.Option(help="Optuna storage URL (default sqlite:///<mlruns>/optuna.db).")
-    ] = None,
-    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (default: <mlruns>/mlflow.db).")] = None,
+    storage: StorageOption = None,
+    tracking_uri: TrackingUriOption = None,
 ) -> None:
     """Refit a study's best trial, merge its adapter into the base model and register it as @challenger."""
     from harness import registry, tracking
@@ -462,7 +468,7 @@ def promote(
         float, typer.Option(min=0.0, help="Allowed f1_micro drop; each field's F1 may drop twice this.")
     ] = 0.01,
     force: Annotated[bool, typer.Option("--force", help="Promote even if the gate refuses (recorded).")] = False,
-    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (default: <mlruns>/mlflow.db).")] = None,
+    tracking_uri: TrackingUriOption = None,
 ) -> None:
     """The regression gate: evaluate candidate and @champion on the stored test set, move @champion if it holds."""
     from harness import tracking
@@ -501,7 +507,7 @@ def regress(
     tolerance: Annotated[
         float, typer.Option(min=0.0, help="With --update-baseline: how far below each figure still passes.")
     ] = 0.01,
-    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (default: <mlruns>/mlflow.db).")] = None,
+    tracking_uri: TrackingUriOption = None,
 ) -> None:
     """Check a model (default @champion) on every stored eval set against the expectations stored beside it."""
     from harness import tracking
@@ -557,7 +563,7 @@ def serve(
         bool, typer.Option("--check", help="Send the stored test set through it, compare with offline, then stop.")
     ] = False,
     detach: Annotated[bool, typer.Option("--detach", help="Leave the server running in the background.")] = False,
-    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (default: <mlruns>/mlflow.db).")] = None,
+    tracking_uri: TrackingUriOption = None,
 ) -> None:
     """Serve a registered version with vLLM's OpenAI-compatible server (until Ctrl-C, or --detach / --check)."""
     from harness import serving, tracking
@@ -641,12 +647,11 @@ def ui(
     host: Annotated[str, typer.Option(help="Interface to bind; 0.0.0.0 exposes the UI to the network.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port of the MLflow UI.")] = 5000,
     detach: Annotated[bool, typer.Option("--detach", help="Leave the UI running in the background.")] = False,
-    tracking_uri: Annotated[
-        str | None,
-        typer.Option(help="MLflow tracking URI; an http:// tracking server is its own UI and is not started again."),
-    ] = None,
+    tracking_uri: TrackingUriOption = None,
 ) -> None:
-    """Start the MLflow UI on the store the search wrote; prints the page that ranks the task's trials."""
+    """Start the MLflow UI on the store the search wrote; prints the page that ranks the task's trials.
+
+    With --tracking-uri http://... (a team's `harness server`) the server is the UI: nothing is started."""
     from harness import tracking
     from harness.config import load_task
 
@@ -729,7 +734,7 @@ def report(
     study: Annotated[str | None, typer.Option(help="Study name (default: TASK-PROFILE).")] = None,
     profile: ProfileOption = "auto",
     out: Annotated[Path | None, typer.Option(help="Directory for report.html and its PNGs.")] = None,
-    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (default: <mlruns>/mlflow.db).")] = None,
+    tracking_uri: TrackingUriOption = None,
 ) -> None:
     """Write a study's self-contained HTML report (and PNGs), and log it on the study's run."""
     from harness import tracking

@@ -25,6 +25,7 @@ COMMANDS = [
     "regress",
     "serve",
     "ui",
+    "server",
     "report",
     "fetch-model",
 ]

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import yaml
 from mlflow.tracking import MlflowClient
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import TrialState
@@ -251,3 +252,37 @@ def test_an_unreachable_postgresql_storage_is_a_clear_error(postgres, tmp_path):
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "cannot open the Optuna storage postgresql://harness:***@127.0.0.1" in result.stderr
     assert "wrong-password" not in result.stderr
+
+
+DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
+
+
+def search_help() -> str:
+    result = subprocess.run([HARNESS, "search", "--help"], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "COLUMNS": "250"})  # fmt: skip
+    return result.stdout
+
+
+def test_the_kubernetes_job_runs_indexed_workers_with_options_harness_accepts():
+    job = yaml.safe_load((DEPLOY / "kubernetes-job.yaml").read_text())
+    assert job["kind"] == "Job" and job["spec"]["completionMode"] == "Indexed"  # JOB_COMPLETION_INDEX per pod
+    assert "JOB_COMPLETION_INDEX" in workers.INDEX_VARIABLES
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    assert container["command"][:3] == ["harness", "search", "legal"]
+    usage = search_help()
+    for option in [a for a in container["command"] if a.startswith("--")]:
+        assert option in usage
+    for variable in container["env"]:
+        assert f"env var: {variable['name']}" in usage
+
+
+def test_the_slurm_array_runs_one_worker_per_task_with_options_harness_accepts():
+    script = (DEPLOY / "slurm-array.sh").read_text()
+    assert subprocess.run(["bash", "-n", str(DEPLOY / "slurm-array.sh")]).returncode == 0
+    assert "#SBATCH --array=" in script and "SLURM_ARRAY_TASK_ID" in workers.INDEX_VARIABLES
+    (command,) = [line for line in script.splitlines() if line.startswith("exec ")]
+    usage = search_help()
+    for option in [a for a in command.split() if a.startswith("--")]:
+        assert option in usage
+    for variable in ("HARNESS_STORAGE", "HARNESS_TRACKING_URI"):
+        assert f"export {variable}=" in script and f"env var: {variable}" in usage
