@@ -468,16 +468,21 @@ def promote(
         float, typer.Option(min=0.0, help="Allowed f1_micro drop; each field's F1 may drop twice this.")
     ] = 0.01,
     force: Annotated[bool, typer.Option("--force", help="Promote even if the gate refuses (recorded).")] = False,
+    fresh: Annotated[
+        bool, typer.Option("--fresh", help="Evaluate both versions again, not reuse what is recorded on them.")
+    ] = False,
     tracking_uri: TrackingUriOption = None,
 ) -> None:
-    """The regression gate: evaluate candidate and @champion on the stored test set, move @champion if it holds."""
+    """The regression gate: score candidate and @champion on the stored test set, move @champion if it holds.
+
+    A version's figures on the same stored set (digest) and budget are reused from the version unless --fresh."""
     from harness import tracking
     from harness.config import load_task
     from harness.registry import promote as run_promotion
 
     config = load_task(task)
     tracking.configure(tracking_uri)
-    promotion = run_promotion(config, version=version, tolerance=tolerance, force=force)
+    promotion = run_promotion(config, version=version, tolerance=tolerance, force=force, fresh=fresh)
     champion = "none" if promotion.champion is None else f"v{promotion.champion}"
     table = Table(title=f"{promotion.name}: candidate v{promotion.candidate} vs champion {champion} (stored test set)")
     for column in ("metric", "candidate", "champion", "delta"):
@@ -486,6 +491,7 @@ def promote(
         delta = "" if current is None else f"{candidate - current:+.3f}"
         table.add_row(metric, f"{candidate:.3f}", "-" if current is None else f"{current:.3f}", delta)
     console.print(table)
+    console.print(f"figures: {promotion.evaluations}", highlight=False)
     for reason in promotion.result.reasons:
         console.print(f"gate: {reason}", markup=False)
     console.print(f"verdict: {promotion.verdict} (recorded on the version and on run {promotion.run_id})")

@@ -14,6 +14,7 @@ only if the gate passes (`gate`); every decision is recorded on the version and 
 from __future__ import annotations
 
 import getpass
+import json
 import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,6 +30,7 @@ from harness.trial import evaluate_model, run_trial
 
 CHALLENGER, CHAMPION, PREVIOUS_CHAMPION = "challenger", "champion", "previous-champion"
 QUANTIZED = ("int8", "nf4")
+EVALUATION_TAG = "harness.evaluation"  # <tag>.<stored set>.<max_new_tokens> on a version: its recorded test figures
 
 
 def registered_name(task: TaskConfig) -> str:
@@ -146,6 +148,7 @@ def register_model(task: TaskConfig, model_spec: str, *, profile: str) -> Regist
     )
     tags = {"harness.source": "model", "harness.base_model": model_spec, "harness.profile": profile}
     version = _log_version(task, saved, tokenizer, run_id, {**tags, **_metric_tags({}, {}, test)})
+    record_test_evaluation(task, registered_name(task), version, max_new_tokens, test)
     return Registration(registered_name(task), version, f"model {model_spec}", run_id, False, {}, {}, test)
 
 
@@ -185,6 +188,7 @@ def _register_adapter(
         **_metric_tags(adapter.validation, merged_validation, test),
     }
     version = _log_version(task, merged, tokenizer, adapter.run_id, tags)
+    record_test_evaluation(task, registered_name(task), version, adapter.max_new_tokens, test)
     return Registration(
         registered_name(task), version, source, adapter.run_id, refit, adapter.validation, merged_validation, test
     )
@@ -275,10 +279,16 @@ class Promotion:
     promoted: bool
     verdict: str  # promoted | refused | forced
     run_id: str
+    evaluations: str  # where each side's figures come from: evaluated now, or recorded on the version (when)
 
 
-def promote(task: TaskConfig, *, version: int | None = None, tolerance: float = 0.01, force: bool = False) -> Promotion:
-    """Evaluate the candidate (default `@challenger`) and `@champion` on the stored test set; gate the alias."""
+def promote(
+    task: TaskConfig, *, version: int | None = None, tolerance: float = 0.01, force: bool = False, fresh: bool = False
+) -> Promotion:
+    """Score the candidate (default `@challenger`) and `@champion` on the stored test set; gate the alias.
+
+    A version's weights never change, so an evaluation recorded on it for the same stored set (same digest) and
+    generation budget is reused unless `fresh`: greedy decoding gives the same answers again."""
     name = registered_name(task)
     candidate = (
         tracking.model_version(name, version=version) if version else tracking.model_version(name, alias=CHALLENGER)
@@ -292,9 +302,9 @@ def promote(task: TaskConfig, *, version: int | None = None, tolerance: float = 
     if champion_number == candidate_number:
         raise HarnessError(f"{name} version {candidate_number} is already @{CHAMPION}")
     max_new_tokens = max_new_tokens_for(task, candidate.tags)
-    candidate_metrics, _ = evaluate_version(task, name, candidate_number, max_new_tokens=max_new_tokens)
-    champion_metrics = (
-        evaluate_version(task, name, champion_number, max_new_tokens=max_new_tokens)[0] if champion_number else None
+    candidate_metrics, candidate_source = stored_test_metrics(task, name, candidate_number, max_new_tokens, fresh=fresh)
+    champion_metrics, champion_source = (
+        stored_test_metrics(task, name, champion_number, max_new_tokens, fresh=fresh) if champion_number else (None, "")
     )
     result = gate(candidate_metrics, champion_metrics, list(task.fields), tolerance)
     promoted = result.passed or force
@@ -310,6 +320,8 @@ def promote(task: TaskConfig, *, version: int | None = None, tolerance: float = 
         "harness.promotion.champion_version": str(champion_number or "none"),
         "harness.promotion.tolerance": str(tolerance),
         "harness.promotion.reasons": "; ".join(result.reasons) or "none",
+        "harness.promotion.evaluations": f"candidate {candidate_source}"
+        + (f"; champion {champion_source}" if champion_number else ""),
     }
     tracking.tag_model_version(name, candidate_number, decided)
     run_id = tracking.log_decision_run(
@@ -327,7 +339,51 @@ def promote(task: TaskConfig, *, version: int | None = None, tolerance: float = 
         },
         tags={"harness.kind": "promotion", **decided},
     )
-    return Promotion(name, candidate_number, champion_number, result, force, promoted, verdict, run_id)
+    return Promotion(
+        name,
+        candidate_number,
+        champion_number,
+        result,
+        force,
+        promoted,
+        verdict,
+        run_id,
+        decided["harness.promotion.evaluations"],
+    )
+
+
+def stored_test_metrics(
+    task: TaskConfig, name: str, version: int, max_new_tokens: int, *, fresh: bool = False
+) -> tuple[dict[str, float], str]:
+    """A version's metrics on the task's stored test set and where they come from: the evaluation recorded on the
+    version for this set's digest and this budget, or (none, or `fresh`) one computed now and then recorded."""
+    stored = task.data.eval_sets[0]
+    key = f"{EVALUATION_TAG}.{stored.name}.{max_new_tokens}"
+    if not fresh:
+        recorded = tracking.model_version(name, version=version).tags.get(key)
+        if recorded:
+            evaluation = json.loads(recorded)
+            if evaluation["sha256"] == stored.sha256:
+                return evaluation["metrics"], f"v{version} recorded {evaluation['at']}"
+    metrics, _ = evaluate_version(task, name, version, max_new_tokens=max_new_tokens)
+    record_test_evaluation(task, name, version, max_new_tokens, metrics)
+    return metrics, f"v{version} evaluated now"
+
+
+def record_test_evaluation(
+    task: TaskConfig, name: str, version: int, max_new_tokens: int, metrics: dict[str, float]
+) -> None:
+    """Keep a version's stored-test evaluation on the version, keyed by set and budget, with the set's digest."""
+    stored = task.data.eval_sets[0]
+    evaluation = {
+        "sha256": stored.sha256,
+        "max_new_tokens": max_new_tokens,
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "metrics": metrics,
+    }
+    tracking.tag_model_version(
+        name, version, {f"{EVALUATION_TAG}.{stored.name}.{max_new_tokens}": json.dumps(evaluation)}
+    )
 
 
 def evaluate_version(

@@ -101,6 +101,7 @@ def test_the_registered_version_is_a_merged_16_bit_safetensors_model_with_its_ch
 def test_promoting_the_first_version_makes_it_champion_and_records_the_decision(task, smoke_study):
     promotion = registry.promote(task)
     assert (promotion.candidate, promotion.champion, promotion.verdict) == (1, None, "promoted")
+    assert promotion.evaluations.startswith("candidate v1 recorded")  # at registration: same set, same budget
     assert tracking.model_aliases("legal-extractor") == {"challenger": 1, "champion": 1}
     client = MlflowClient()
     decision = client.get_run(promotion.run_id)
@@ -126,6 +127,15 @@ def test_a_second_version_promoted_keeps_the_old_champion_as_previous_champion(t
 def test_promoting_the_champion_again_is_an_error(task, smoke_study):
     with pytest.raises(HarnessError, match="version 2 is already @champion"):
         registry.promote(task, version=2)
+
+
+def test_a_version_s_recorded_figures_are_what_a_fresh_evaluation_gives(task, smoke_study):
+    recorded, source = registry.stored_test_metrics(task, "legal-extractor", 1, 64)
+    again, fresh_source = registry.stored_test_metrics(task, "legal-extractor", 1, 64, fresh=True)
+    assert source.startswith("v1 recorded") and fresh_source == "v1 evaluated now"
+    assert again == recorded  # greedy decoding of unchanged weights on an unchanged set: nothing to re-check
+    _, other_budget = registry.stored_test_metrics(task, "legal-extractor", 1, 32)
+    assert other_budget == "v1 evaluated now"  # a recorded evaluation counts only for its own budget
 
 
 def test_registering_an_unknown_study_names_the_studies_there(task, smoke_study):
