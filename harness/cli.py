@@ -199,7 +199,7 @@ def search(
     ] = 1,
     worker_index: Annotated[
         int | None,
-        typer.Option(help="This worker's index (seeds its sampler); read from Kubernetes and Slurm when unset."),
+        typer.Option(help="This worker's number in log lines; read from Kubernetes and Slurm when unset."),
     ] = None,
     pool_worker: Annotated[bool, typer.Option("--pool-worker", hidden=True)] = False,
     no_register: Annotated[bool, typer.Option("--no-register", help="Do not register the best trial.")] = False,
@@ -282,12 +282,13 @@ def _run_worker_pool(
     import os
 
     from harness import workers
-    from harness.search import study_summary
+    from harness.search import close_study, study_summary
 
     arguments = ["search", task, "--trials", str(options.trials), "--profile", options.profile]
     arguments += ["--study", options.study_name, "--sampler", options.sampler, "--pruner", options.pruner]
-    arguments += ["--seed", str(options.seed), "--storage", options.storage, "--tracking-uri", uri]
-    arguments += ["--quiet", "--pool-worker"]
+    arguments += ["--seed", str(options.seed), "--quiet", "--pool-worker"]
+    # Storage and tracking URI through the environment: `ps` shows command lines, and they may hold a password.
+    shared = {"HARNESS_STORAGE": options.storage, "HARNESS_TRACKING_URI": uri}
     arguments += ["--model", options.model] if options.model else []
     arguments += ["--timeout", str(options.timeout_seconds)] if options.timeout_seconds is not None else []
     arguments += ["--max-memory", max_memory] if max_memory else []
@@ -306,18 +307,21 @@ def _run_worker_pool(
             errors.print(f"{exit.describe()}; the other workers take over its trial", markup=False)
 
     try:
-        exits = workers.run_workers(arguments, slots, on_exit=report)
+        exits = workers.run_workers(arguments, slots, environment=shared, on_exit=report)
     except KeyboardInterrupt:
         errors.print("\ninterrupted: every worker marked its run KILLED; run the same command again to resume")
         raise typer.Exit(130) from None
+    # Workers killed last leave their trials RUNNING and the study's run open: settle both.
+    close_study(config, options, dead_pids={e.pid for e in exits if e.returncode < 0})
     summary = study_summary(config, options)
     _print_search_summary(summary, uri)
     finished = len([r for r in summary.rows if r["state"] in ("COMPLETE", "PRUNED")])
-    if finished < options.trials:
+    failed = [e.describe() for e in exits if e.returncode > 0]
+    if finished < options.trials or failed:
         errors.print(
             f"the study has {finished} of {options.trials} finished trials"
-            f" ({'; '.join(e.describe() for e in exits if e.returncode != 0) or 'workers stopped'});"
-            " run the same command again to resume"
+            f"{''.join(f'; {f}' for f in failed)}; see the workers' errors above"
+            + ("; run the same command again to resume" if finished < options.trials else "")
         )
         raise typer.Exit(1)
 
@@ -389,7 +393,8 @@ def _print_search_summary(summary: Any, uri: str) -> None:
         row("zero-shot", summary.zero_shot, "base model, no fine-tuning")
     console.print(table)
     console.print(
-        f"Optuna study {summary.study_name} in {summary.storage}; MLflow parent run {summary.parent_run_id} in {uri}."
+        f"Optuna study {summary.study_name} in {summary.storage}; MLflow parent run {summary.parent_run_id} in"
+        f" {without_password(uri)}."
         " Next: `harness ui` to compare trials, `harness search` again with more --trials to extend the study.",
         highlight=False,
     )

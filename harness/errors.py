@@ -1,6 +1,8 @@
 """The one error type users see: a message that says what was wrong, where, and what was expected; and what of a
 URL may appear in a message or a log."""
 
+import re
+
 
 class HarnessError(Exception):
     """A problem with the user's input or environment, reported without a stack trace."""
@@ -11,7 +13,9 @@ class TrialStopped(Exception):
 
 
 def without_password(url: str) -> str:
-    """Database URLs may carry credentials (postgresql://user:secret@host/db): never print or log the secret."""
+    """URLs may carry credentials (postgresql://user:secret@host/db, ...?password=secret): never print or log
+    the secret."""
+    url = re.sub(r"([?&]password=)[^&]*", r"\1***", url, flags=re.IGNORECASE)
     if "://" not in url or "@" not in url:
         return url
     scheme, rest = url.split("://", 1)

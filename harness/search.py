@@ -22,6 +22,7 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -42,10 +43,15 @@ HEARTBEAT_SECONDS = int(os.environ.get("HARNESS_HEARTBEAT_SECONDS", "30"))
 MAX_RETRIES = 2
 MLFLOW_RUN_ATTR = "mlflow_run_id"
 WORKER_ATTR = "harness.worker"  # host:pid of the process running the trial
+WORKER_STARTED_ATTR = "harness.worker_started"  # that process's start time: a reused pid is not taken for it
+WORKER_ATTRS = (WORKER_ATTR, WORKER_STARTED_ATTR)
+SURPLUS_ATTR = "harness.surplus"
 PARENT_RUN_ATTR = "harness.mlflow_parent_run_id"  # the study's one MLflow parent run, shared by its workers
 # How often a waiting worker looks at the study, and how long a joining worker waits for the creator's parent run.
 POLL_SECONDS = float(os.environ.get("HARNESS_POLL_SECONDS", "2"))
 PARENT_RUN_WAIT_SECONDS = 120
+# A RUNNING trial that no worker took up within this (interrupted between its creation and its first line) is dead.
+ORPHAN_SECONDS = 2 * HEARTBEAT_SECONDS
 CLAIM_PREFIX = "harness-claim:"  # marker studies: a unique name is the storage's atomic "only one of us"
 
 # Optuna logs each failed trial with its traceback; harness reports failures itself (progress, MLflow, user attrs).
@@ -66,7 +72,7 @@ class SearchOptions:
     timeout_seconds: float | None = None
     max_memory_mb: float | None = None
     storage: str | None = None  # an Optuna storage URL or a journal file; default <mlruns>/optuna-journal.log
-    worker_index: int | None = None  # this worker's place among several (--n-workers, a Kubernetes or Slurm index)
+    worker_index: int | None = None  # this worker's number in log lines (--n-workers, a Kubernetes or Slurm index)
 
 
 @dataclass
@@ -110,6 +116,7 @@ def run_search(
         study,
         created,
         task,
+        storage_url,
         tags={
             "harness.study": study_name,
             "harness.storage": without_password(storage_url),
@@ -124,8 +131,8 @@ def run_search(
     deadline = None if options.timeout_seconds is None else time.monotonic() + options.timeout_seconds
     status = "FAILED"
     try:
-        # One zero-shot evaluation per study: by its creator, or by a worker resuming it alone.
-        if created or not _running(study):
+        # One zero-shot evaluation per study, by whichever worker claims it first.
+        if _claim(storage_url, f"{study_name}:zero-shot")[0]:
             _zero_shot_baseline(task, base_config, parent_run_id)
         objective = _objective(task, base_config, options, parent_run_id, progress, on_progress)
 
@@ -171,18 +178,26 @@ def claim_registration(study_name: str, total: int, *, storage: str | None = Non
             f"the study has {finished} of {total} finished trials and {running} running on other workers:"
             " the last worker to finish registers"
         )
-    claim = f"{CLAIM_PREFIX}{study_name}:register:{total}"
-    try:
-        marker = optuna.create_study(study_name=claim, storage=_storage(storage_url))
-    except DuplicatedStudyError:
-        by = optuna.load_study(study_name=claim, storage=_storage(storage_url)).user_attrs.get("worker", "?")
+    claimed, by = _claim(storage_url, f"{study_name}:register:{total}")
+    if not claimed:
         return False, (
             f"another worker ({by}) registers the study's best trial at {total} trials"
             " (`harness register` registers it again on purpose)"
         )
+    return True, "this worker finished the study last"
+
+
+def _claim(storage_url: str, what: str) -> tuple[bool, str]:
+    """Whether this worker is the one to do `what` for a study, else which worker is: a marker study named after
+    it, which the storage creates once (atomically, on a database as on a journal file)."""
+    name = f"{CLAIM_PREFIX}{what}"
+    try:
+        marker = optuna.create_study(study_name=name, storage=_storage(storage_url))
+    except DuplicatedStudyError:
+        return False, str(optuna.load_study(study_name=name, storage=_storage(storage_url)).user_attrs.get("worker"))
     marker.set_user_attr("worker", worker_id())
     marker.set_user_attr("time", time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-    return True, "this worker finished the study last"
+    return True, worker_id()
 
 
 def study_summary(task: TaskConfig, options: SearchOptions) -> SearchSummary:
@@ -262,8 +277,8 @@ def _open_study(
     second study of the same name)."""
     _check_seed_in_space(task)
     storage = _storage(storage_url, _FailRunThenRetry(task.task.name, "worker stopped sending heartbeats"))
-    # Each worker's sampler starts from its own seed; every trial then re-seeds it (see `_objective`).
-    sampler = _sampler(options, seed=options.seed + 7919 * (options.worker_index or 0))
+    # Every trial re-seeds the sampler before its first draw (see `_objective`).
+    sampler = _sampler(options, seed=options.seed)
     pruner = _pruner(options, task)
     try:
         study = optuna.create_study(
@@ -291,7 +306,12 @@ def _open_study(
     # The seed recipe is queued by the study's creator, and again when its trial failed (Ctrl-C, a crash): every
     # study gets to answer "did the search beat the standard recipe?".
     seed_trials = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("harness.seed_recipe")]
-    if created or (seed_trials and all(t.state == TrialState.FAIL for t in seed_trials)):
+    if created or (
+        seed_trials
+        and all(t.state == TrialState.FAIL for t in seed_trials)
+        # Workers resuming together queue it once: claimed per failed seed trial.
+        and _claim(storage_url, f"{study_name}:seed-after-{seed_trials[-1].number}")[0]
+    ):
         study.enqueue_trial(_seed_params(task), user_attrs={"harness.seed_recipe": True})
     return study, storage, created
 
@@ -323,18 +343,22 @@ def _storage(
         ) from None
 
 
-def _study_run(study: optuna.Study, created: bool, task: TaskConfig, *, tags: dict[str, str]) -> str:
+def _study_run(study: optuna.Study, created: bool, task: TaskConfig, storage_url: str, *, tags: dict[str, str]) -> str:
     """The study's one MLflow parent run: created by the worker that created the study, found by the others in
-    the study's attributes (or by its tag, for studies older than the attribute)."""
+    the study's attributes (by its tag only for studies with trials from before the attribute existed)."""
+    if not created and PARENT_RUN_ATTR not in study.user_attrs and study.get_trials(deepcopy=False):
+        legacy = tracking.find_study_run(task.task.name, study.study_name)
+        if legacy:
+            study.set_user_attr(PARENT_RUN_ATTR, legacy)
     deadline = time.monotonic() + PARENT_RUN_WAIT_SECONDS
     while not created:
-        found = study.user_attrs.get(PARENT_RUN_ATTR) or tracking.find_study_run(task.task.name, study.study_name)
+        found = study.user_attrs.get(PARENT_RUN_ATTR)
         if found:
             tracking.resume_study_run(str(found), study.study_name)
-            study.set_user_attr(PARENT_RUN_ATTR, str(found))
             return str(found)
-        if time.monotonic() > deadline:
-            break  # the creating worker died before making it: make it here
+        # The creating worker died before making it: one of the others makes it (claimed), the rest find it.
+        if time.monotonic() > deadline and _claim(storage_url, f"{study.study_name}:parent-run")[0]:
+            break
         time.sleep(POLL_SECONDS)
     run_id = tracking.create_study_run(task.task.name, study.study_name, tags=tags)
     study.set_user_attr(PARENT_RUN_ATTR, run_id)
@@ -363,36 +387,85 @@ def _wait_for_room(
         time.sleep(POLL_SECONDS)
 
 
-def _fail_dead_workers(study: optuna.Study, storage: BaseStorage, task: TaskConfig) -> None:
+def _fail_dead_workers(
+    study: optuna.Study, storage: BaseStorage, task: TaskConfig, *, dead: frozenset[str] = frozenset()
+) -> None:
     """Fail and queue again the running trials whose worker is gone: by Optuna's heartbeats on a database; on a
-    journal file (no heartbeats; its workers share one machine) by whether the worker's process still exists."""
+    journal file (no heartbeats; its workers share one machine) by whether the worker's process still exists;
+    `dead` names workers known to be gone (a local pool's children). A trial no worker took up is gone too."""
     if isinstance(storage, RDBStorage):
         optuna.storages.fail_stale_trials(study)
-        return
-    host = socket.gethostname()
-    study_id = storage.get_study_id_from_name(study.study_name)
+    host, now = socket.gethostname(), datetime.now()  # Optuna's trial times are naive local times
     for trial in _running(study):
-        worker = str(trial.user_attrs.get(WORKER_ATTR, ""))
-        worker_host, _, pid = worker.rpartition(":")
-        if worker_host != host or not pid.isdigit() or _process_exists(int(pid)):
-            continue
-        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
-        try:
-            if not storage.set_trial_state_values(trial_id, TrialState.FAIL):
-                continue
-        except UpdateFinishedTrialError:
-            continue  # another worker failed it first
-        _FailRunThenRetry(task.task.name, f"worker {worker} died")(study, storage.get_trial(trial_id))
+        worker = trial.user_attrs.get(WORKER_ATTR)
+        if worker is None:
+            started = trial.datetime_start or now
+            if (now - started).total_seconds() > ORPHAN_SECONDS:
+                _fail_and_retry(study, storage, task, trial, "no worker took the trial up")
+        elif worker in dead:
+            _fail_and_retry(study, storage, task, trial, f"worker {worker} died")
+        elif not isinstance(storage, RDBStorage):
+            worker_host, _, pid = str(worker).rpartition(":")
+            started_as = trial.user_attrs.get(WORKER_STARTED_ATTR)
+            if worker_host == host and pid.isdigit() and not _process_exists(int(pid), started_as):
+                _fail_and_retry(study, storage, task, trial, f"worker {worker} died")
 
 
-def _process_exists(pid: int) -> bool:
+def _fail_and_retry(
+    study: optuna.Study, storage: BaseStorage, task: TaskConfig, trial: FrozenTrial, reason: str
+) -> None:
+    trial_id = storage.get_trial_id_from_study_id_trial_number(
+        storage.get_study_id_from_name(study.study_name), trial.number
+    )
+    try:
+        if not storage.set_trial_state_values(trial_id, TrialState.FAIL):
+            return
+    except UpdateFinishedTrialError:
+        return  # another worker failed it first
+    _FailRunThenRetry(task.task.name, reason)(study, storage.get_trial(trial_id))
+
+
+def close_study(task: TaskConfig, options: SearchOptions, *, dead_pids: set[int]) -> None:
+    """After a local pool's workers have all stopped: fail the trials its dead workers left RUNNING (queued
+    again for the next run) and end the study's run if no trial runs anywhere."""
+    study_name = options.study_name or f"{task.task.name}-{options.profile}"
+    storage = _storage(options.storage or default_storage())
+    try:
+        study = optuna.load_study(study_name=study_name, storage=storage)
+    except KeyError:
+        return  # the workers never got as far as creating it
+    host = socket.gethostname()
+    _fail_dead_workers(study, storage, task, dead=frozenset(f"{host}:{pid}" for pid in dead_pids))
+    parent_run_id = study.user_attrs.get(PARENT_RUN_ATTR)
+    if parent_run_id and not _running(study):
+        complete = _count_finished(study) >= options.trials
+        tracking.end_run_if_running(str(parent_run_id), "FINISHED" if complete else "KILLED")
+
+
+def _is_surplus(study: optuna.Study, number: int, total: int) -> bool:
+    """Whether trial `number` is one the study does not need: the finished trials and those started before it
+    already make the total (two workers that found room at the same moment both started one)."""
+    started_before = [t for t in _running(study) if t.number < number]
+    return _count_finished(study) + len(started_before) >= total
+
+
+def _process_start(pid: int) -> str | None:
+    """A process's start time in clock ticks since boot (Linux /proc), or None where there is no /proc."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def _process_exists(pid: int, started: str | None = None) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True  # someone else's process
-    return True
+        pass  # someone else's process
+    return started is None or _process_start(pid) in (None, started)
 
 
 def _check_seed_in_space(task: TaskConfig) -> None:
@@ -511,7 +584,12 @@ def _objective(
             on_progress(progress)
 
     def objective(trial: optuna.Trial) -> float:
-        trial.set_user_attr(WORKER_ATTR, worker_id())  # first: a trial without it cannot be found dead
+        # First: a trial without its worker's name cannot be found dead (until ORPHAN_SECONDS have passed).
+        trial.set_user_attr(WORKER_ATTR, worker_id())
+        trial.set_user_attr(WORKER_STARTED_ATTR, _process_start(os.getpid()))
+        if _is_surplus(trial.study, trial.number, options.trials):
+            trial.set_user_attr(SURPLUS_ATTR, "another worker started the study's last missing trial first")
+            raise _SurplusTrial(f"trial {trial.number} is not needed: the study has its {options.trials} trials")
         # Each trial draws from a seed of its own: workers sharing a study never repeat each other's random draws
         # (same-seeded samplers would), and a one-worker study stays reproducible.
         trial.study.sampler = _sampler(options, seed=options.seed + trial.number)
@@ -565,7 +643,7 @@ def _after_trial(
 ) -> None:
     progress.finished = _count_finished(study)
     progress.current_trial = None
-    if trial.state == TrialState.FAIL:
+    if trial.state == TrialState.FAIL and SURPLUS_ATTR not in trial.user_attrs:
         progress.last_failure = f"trial {trial.number}: {trial.user_attrs.get('harness.error', 'interrupted')}"
     _update_best(study, progress)
     if progress.best_value is not None:
@@ -679,6 +757,10 @@ def _log_study_plots(study: optuna.Study, parent_run_id: str) -> None:
         tracking.log_to_run(parent_run_id, tags={f"harness.plot_skipped.{k}": v for k, v in skipped.items()})
 
 
+class _SurplusTrial(Exception):
+    """Raised before a trial the study does not need does anything: it ends FAIL, unlogged, and is not retried."""
+
+
 class _FailRunThenRetry:
     """A failed trial whose worker is gone: fail its MLflow run, then queue it again (Optuna's retry callback)."""
 
@@ -688,12 +770,16 @@ class _FailRunThenRetry:
         self.retry = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES)
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        run_id = trial.user_attrs.get(MLFLOW_RUN_ATTR)
-        if run_id:
-            tracking.fail_run(run_id, f"{self.reason}; trial {trial.number} failed and retried")
-        # The retry copies the trial's attributes: not the dead worker's name and run, which are the failed trial's.
+        # The retry first: it is what the study cannot lose. It copies the trial's attributes, but not the dead
+        # worker's name and run, which stay the failed trial's.
         retried = copy.deepcopy(trial)
         retried.user_attrs = {
-            k: v for k, v in trial.user_attrs.items() if k not in (WORKER_ATTR, MLFLOW_RUN_ATTR, "harness.error")
+            k: v for k, v in trial.user_attrs.items() if k not in (*WORKER_ATTRS, MLFLOW_RUN_ATTR, "harness.error")
         }
         self.retry(study, retried)
+        run_id = trial.user_attrs.get(MLFLOW_RUN_ATTR)
+        if run_id:
+            try:
+                tracking.fail_run(run_id, f"{self.reason}; trial {trial.number} failed and retried")
+            except Exception as error:  # the tracking server may be down: the trial is retried all the same
+                warnings.warn(f"could not mark MLflow run {run_id} FAILED: {error}", stacklevel=1)

@@ -32,7 +32,7 @@ import mlflow
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
-from harness.errors import HarnessError, TrialStopped
+from harness.errors import HarnessError, TrialStopped, without_password
 
 UI_STARTUP_SECONDS = 120
 SYSTEM_METRICS_INTERVAL_SECONDS = 2
@@ -158,11 +158,19 @@ def resume_study_run(run_id: str, study_name: str) -> None:
         run = client.get_run(run_id)
     except mlflow.exceptions.MlflowException:
         raise HarnessError(
-            f"study {study_name!r} records its MLflow run {run_id}, which {mlflow.get_tracking_uri()} does not have:"
+            f"study {study_name!r} records its MLflow run {run_id}, which"
+            f" {without_password(mlflow.get_tracking_uri())} does not have:"
             " every worker of a study must use the tracking store it started with (--tracking-uri)"
         ) from None
     if run.info.status != "RUNNING":
         client.update_run(run_id, status="RUNNING")
+
+
+def end_run_if_running(run_id: str, status: str) -> None:
+    """End a run a stopped process left RUNNING (FINISHED, FAILED or KILLED); leave any other status as it is."""
+    client = MlflowClient()
+    if client.get_run(run_id).info.status == "RUNNING":
+        client.set_terminated(run_id, status)
 
 
 def finish_study_run(run_id: str, status: str) -> None:

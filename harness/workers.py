@@ -96,17 +96,24 @@ def plan_workers(count: int, *, gpus: list[str], cpus: set[int]) -> list[WorkerS
 
 
 def run_workers(
-    arguments: list[str], slots: list[WorkerSlot], *, on_exit: Callable[[WorkerExit], None]
+    arguments: list[str],
+    slots: list[WorkerSlot],
+    *,
+    environment: dict[str, str],
+    on_exit: Callable[[WorkerExit], None],
 ) -> list[WorkerExit]:
-    """Run `harness <arguments> --worker-index I` once per slot and wait for all of them. Ctrl-C reaches every
-    worker (each records its stop); the pool then waits for them and re-raises."""
+    """Run `harness <arguments> --worker-index I` once per slot and wait for all of them. Ctrl-C is passed on to
+    every worker once (each records its stop); the pool then waits for them and re-raises."""
     processes = {}
     for slot in slots:
         command = [sys.executable, "-m", "harness", *arguments, "--worker-index", str(slot.index)]
         processes[slot.index] = subprocess.Popen(
             command,
-            env={**os.environ, **slot.environment},
+            env={**os.environ, **environment, **slot.environment},
             preexec_fn=(lambda cpus=slot.cpus: os.sched_setaffinity(0, cpus)) if slot.cpus else None,
+            # Sessions of their own: the terminal's Ctrl-C reaches the pool only, which passes it on once (a
+            # second SIGINT would cut short the worker's own clean-up).
+            start_new_session=True,
         )
     exits: list[WorkerExit] = []
     try:

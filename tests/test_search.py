@@ -189,3 +189,49 @@ def test_ctrl_c_kills_the_trial_and_the_study_run_and_the_same_command_resumes(m
     assert "2 of 2" in rerun.stderr and "top trials by f1_micro" in rerun.stdout
     assert "zero-shot" in rerun.stdout and "seed recipe" in rerun.stdout
     assert not runs("RUNNING")
+
+
+def journal_study(mlruns: Path, task) -> tuple[optuna.Study, object]:
+    storage = search._storage(str(journal(mlruns)))
+    study = optuna.create_study(study_name="legal-smoke", storage=storage, direction="maximize")
+    return study, storage
+
+
+def test_a_journal_trial_whose_worker_process_is_gone_is_failed_and_queued_again(legal, mlruns):
+    study, storage = journal_study(mlruns, legal)
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(finished.stdout)
+    gone = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    gone.set_user_attr("harness.worker", f"{socket.gethostname()}:{dead_pid}")
+    alive = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    alive.set_user_attr("harness.worker", search.worker_id())
+    alive.set_user_attr("harness.worker_started", search._process_start(os.getpid()))
+    reused = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    reused.set_user_attr("harness.worker", search.worker_id())  # this pid, but started at another time
+    reused.set_user_attr("harness.worker_started", "1")
+
+    search._fail_dead_workers(study, storage, legal)
+    states = {t.number: t.state.name for t in study.trials}
+    assert (states[gone.number], states[alive.number], states[reused.number]) == ("FAIL", "RUNNING", "FAIL")
+    retries = [t for t in study.trials if t.state.name == "WAITING"]
+    assert sorted(t.system_attrs["failed_trial"] for t in retries) == [gone.number, reused.number]
+    assert all("harness.worker" not in t.user_attrs for t in retries)  # the retry is nobody's yet
+
+
+def test_a_trial_no_worker_took_up_is_failed_after_the_grace_period(legal, mlruns, monkeypatch):
+    study, storage = journal_study(mlruns, legal)
+    orphan = study.ask()  # as if its process stopped between creating it and its first line
+    search._fail_dead_workers(study, storage, legal)
+    assert study.trials[orphan.number].state.name == "RUNNING"  # still within the grace period
+    monkeypatch.setattr(search, "ORPHAN_SECONDS", 0)
+    time.sleep(0.01)
+    search._fail_dead_workers(study, storage, legal)
+    assert study.trials[orphan.number].state.name == "FAIL"
+
+
+def test_a_trial_the_total_does_not_need_is_surplus(legal, mlruns):
+    study, _ = journal_study(mlruns, legal)
+    first, second = study.ask(), study.ask()  # two workers found room for the last missing trial at once
+    assert not search._is_surplus(study, first.number, total=1)
+    assert search._is_surplus(study, second.number, total=1)
+    assert not search._is_surplus(study, second.number, total=2)

@@ -145,7 +145,7 @@ def test_a_worker_killed_mid_trial_on_postgresql_is_failed_by_heartbeat_and_retr
     storage = postgres.create_database("optuna_killed_worker")
     command = smoke_search("legal", "--storage", storage, "--tracking-uri", tracking_server, "--no-register")
     started = [
-        subprocess.Popen(command, env=environment(tmp_path / f"machine-{i}", HARNESS_HEARTBEAT_SECONDS="2"),
+        subprocess.Popen(command, env=environment(tmp_path / f"machine-{i}", HARNESS_HEARTBEAT_SECONDS="5"),
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         for i in range(2)
     ]  # fmt: skip
@@ -184,7 +184,7 @@ def test_n_workers_share_a_journal_file_and_take_over_a_killed_worker_trial(tmp_
     stdout, stderr = pool.communicate(timeout=900)
     assert pool.returncode == 0, stderr[-3000:]
     assert f"(pid {pid}) was killed by SIGKILL; the other workers take over its trial" in stderr
-    assert "worker 0: cores" in stdout and "top trials by f1_micro" in stdout
+    assert "worker 0: " in stdout and "top trials by f1_micro" in stdout
 
     study = load()
     tracking_uri = f"sqlite:///{mlruns / 'mlflow.db'}"
