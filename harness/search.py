@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import sqlalchemy.exc
 from optuna.exceptions import DuplicatedStudyError, UpdateFinishedTrialError
 from optuna.storages import BaseStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages.journal import JournalFileBackend, JournalStorage
@@ -52,7 +53,8 @@ POLL_SECONDS = float(os.environ.get("HARNESS_POLL_SECONDS", "2"))
 PARENT_RUN_WAIT_SECONDS = 120
 # A RUNNING trial that no worker took up within this (interrupted between its creation and its first line) is dead.
 ORPHAN_SECONDS = 2 * HEARTBEAT_SECONDS
-CLAIM_PREFIX = "harness-claim:"  # marker studies: a unique name is the storage's atomic "only one of us"
+CLAIM_PREFIX = "harness-claim:"
+SCHEMA_ATTEMPTS = 5  # marker studies: a unique name is the storage's atomic "only one of us"
 
 # Optuna logs each failed trial with its traceback; harness reports failures itself (progress, MLflow, user attrs).
 optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -327,20 +329,32 @@ def _storage(
     else:
         # Trials run for minutes to hours between writes: test pooled connections before use.
         engine = {"pool_pre_ping": True}
-    try:
-        return RDBStorage(
-            storage_url,
-            engine_kwargs=engine,
-            heartbeat_interval=HEARTBEAT_SECONDS,
-            grace_period=2 * HEARTBEAT_SECONDS,
-            heartbeat_stale_trial_callback=on_stale_trial,
-        )
-    except Exception as error:  # SQLAlchemy's and the driver's errors: a wrong URL, host, password or database
-        raise HarnessError(
-            f"cannot open the Optuna storage {without_password(storage_url)}: {type(error).__name__}:"
-            f" {str(error).splitlines()[0] if str(error) else ''}\n"
-            "Expected a database URL (postgresql://USER:PASS@HOST:PORT/DB, sqlite:///PATH) or a journal file path."
-        ) from None
+    for attempt in range(SCHEMA_ATTEMPTS):
+        try:
+            return RDBStorage(
+                storage_url,
+                engine_kwargs=engine,
+                heartbeat_interval=HEARTBEAT_SECONDS,
+                grace_period=2 * HEARTBEAT_SECONDS,
+                heartbeat_stale_trial_callback=on_stale_trial,
+            )
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError) as error:
+            # Workers starting together on an empty database race to create Optuna's tables; the losers find
+            # them made a moment later.
+            if attempt == SCHEMA_ATTEMPTS - 1:
+                raise _storage_error(storage_url, error) from None
+            time.sleep(1 + attempt)
+        except Exception as error:  # SQLAlchemy's and the driver's errors: a wrong URL, host, password or database
+            raise _storage_error(storage_url, error) from None
+    raise AssertionError("unreachable")
+
+
+def _storage_error(storage_url: str, error: Exception) -> HarnessError:
+    return HarnessError(
+        f"cannot open the Optuna storage {without_password(storage_url)}: {type(error).__name__}:"
+        f" {str(error).splitlines()[0] if str(error) else ''}\n"
+        "Expected a database URL (postgresql://USER:PASS@HOST:PORT/DB, sqlite:///PATH) or a journal file path."
+    )
 
 
 def _study_run(study: optuna.Study, created: bool, task: TaskConfig, storage_url: str, *, tags: dict[str, str]) -> str:

@@ -286,3 +286,19 @@ def test_the_slurm_array_runs_one_worker_per_task_with_options_harness_accepts()
         assert option in usage
     for variable in ("HARNESS_STORAGE", "HARNESS_TRACKING_URI"):
         assert f"export {variable}=" in script and f"env var: {variable}" in usage
+
+
+def open_storage(url: str) -> str:
+    from harness import search
+
+    search._storage(url)
+    return "opened"
+
+
+def test_workers_starting_together_on_an_empty_database_all_open_it(postgres):
+    # They race to create Optuna's tables; before harness retried, the losers failed with a unique violation.
+    import multiprocessing
+
+    url = postgres.create_database("optuna_empty_race")
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        assert pool.map(open_storage, [url] * 4) == ["opened"] * 4
