@@ -686,6 +686,13 @@ def ui(
     console.print(f"MLflow UI pid {process.pid}, log {log_path}", highlight=False, soft_wrap=True)
     console.print(f"Trials ranked by {objective}, best first, with their metrics and recipes as columns:")
     print(page)
+    _wait_or_detach(process, detach=detach)
+
+
+def _wait_or_detach(process: Any, *, detach: bool) -> None:
+    """Leave an MLflow server running in the background, or serve until Ctrl-C and stop it with its workers."""
+    from harness import tracking
+
     if detach:
         console.print(f"Detached; stop it with `kill -- -{process.pid}` (the server and its workers).")
         return
@@ -730,13 +737,7 @@ def server(
     console.print(f"backend store {without_password(store)}; artifacts in {artifacts}", highlight=False)
     console.print(f"Workers: harness search TASK --tracking-uri http://{host}:{port} --storage postgresql://...")
     print(f"http://{host}:{port}")
-    if detach:
-        console.print(f"Detached; stop it with `kill -- -{process.pid}` (the server and its workers).")
-        return
-    try:
-        process.wait()
-    except KeyboardInterrupt:
-        tracking.stop_mlflow_server(process)
+    _wait_or_detach(process, detach=detach)
 
 
 @app.command()
