@@ -164,7 +164,12 @@ def test_ctrl_c_kills_the_trial_and_the_study_run_and_the_same_command_resumes(m
     env = {**os.environ, "HARNESS_MLRUNS": str(mlruns), "COLUMNS": "200"}  # tables wide enough not to wrap
     command = [str(Path(sys.executable).parent / "harness"), "search", "legal", "--trials", "2", "--profile",
                "smoke", "--no-register"]  # fmt: skip
-    worker = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    worker = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # As from a terminal: a test run started in the background (`cmd &` in a script) ignores SIGINT, and its
+        # children would inherit that.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and not running_trial_has_run(mlruns):
         time.sleep(0.5)
