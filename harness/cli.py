@@ -45,6 +45,7 @@ TrackingUriOption = Annotated[
         help="MLflow tracking URI: http://HOST:PORT for a team's `harness server` (default: <mlruns>/mlflow.db).",
     ),
 ]
+StudyOption = Annotated[str | None, typer.Option(help="Study name (default: TASK-PROFILE).")]
 SplitOption = Annotated[
     str, typer.Option(help="train, validation, test (the task's first stored eval set) or an eval set name.")
 ]
@@ -186,7 +187,7 @@ def search(
     trials: Annotated[int, typer.Option(help="Total finished trials the study should have (re-running resumes).")] = 30,
     profile: ProfileOption = "auto",
     model: ModelOption = None,
-    study: Annotated[str | None, typer.Option(help="Study name (default: TASK-PROFILE).")] = None,
+    study: StudyOption = None,
     sampler: Annotated[str, typer.Option(help="tpe (multivariate, seeded), random or gp.")] = "tpe",
     pruner: Annotated[str, typer.Option(help="none, median or hyperband (on validation loss).")] = "median",
     seed: Annotated[int, typer.Option(help="Sampler seed.")] = 0,
@@ -403,7 +404,7 @@ def _print_search_summary(summary: Any, uri: str) -> None:
 @app.command()
 def register(
     task: TaskArgument,
-    study: Annotated[str | None, typer.Option(help="Study name (default: TASK-PROFILE).")] = None,
+    study: StudyOption = None,
     profile: ProfileOption = "auto",
     trial: Annotated[int | None, typer.Option(help="Register this trial instead of the best one.")] = None,
     no_refit: Annotated[
@@ -743,7 +744,7 @@ def server(
 @app.command()
 def report(
     task: TaskArgument,
-    study: Annotated[str | None, typer.Option(help="Study name (default: TASK-PROFILE).")] = None,
+    study: StudyOption = None,
     profile: ProfileOption = "auto",
     out: Annotated[Path | None, typer.Option(help="Directory for report.html and its PNGs.")] = None,
     tracking_uri: TrackingUriOption = None,

@@ -109,7 +109,7 @@ def run_search(
     task: TaskConfig, options: SearchOptions, *, on_progress: Callable[[SearchProgress], None] | None = None
 ) -> SearchSummary:
     """Run (or resume, or join) a study until it has `options.trials` finished trials; returns the ranked results."""
-    study_name = options.study_name or f"{task.task.name}-{options.profile}"
+    study_name = _study_name(task, options)
     storage_url = options.storage or default_storage()
     base_config = resolve_trial_config(task, profile=options.profile, model=options.model)
     study, storage, created = _open_study(task, options, study_name, storage_url)
@@ -204,7 +204,7 @@ def _claim(storage_url: str, what: str) -> tuple[bool, str]:
 
 def study_summary(task: TaskConfig, options: SearchOptions) -> SearchSummary:
     """The ranked results of a study as its workers left them (what `--n-workers` prints at the end)."""
-    study_name = options.study_name or f"{task.task.name}-{options.profile}"
+    study_name = _study_name(task, options)
     storage_url = options.storage or default_storage()
     try:
         study = optuna.load_study(study_name=study_name, storage=_storage(storage_url))
@@ -214,6 +214,10 @@ def study_summary(task: TaskConfig, options: SearchOptions) -> SearchSummary:
             f"study {study_name!r} in {without_password(storage_url)} was not started: see the workers' errors above"
         ) from None
     return _summarise(study, task, storage_url, parent_run_id, log=False)
+
+
+def _study_name(task: TaskConfig, options: SearchOptions) -> str:
+    return options.study_name or f"{task.task.name}-{options.profile}"
 
 
 def worker_id() -> str:
@@ -442,7 +446,7 @@ def _fail_and_retry(
 def close_study(task: TaskConfig, options: SearchOptions, *, dead_pids: set[int]) -> None:
     """After a local pool's workers have all stopped: fail the trials its dead workers left RUNNING (queued
     again for the next run) and end the study's run if no trial runs anywhere."""
-    study_name = options.study_name or f"{task.task.name}-{options.profile}"
+    study_name = _study_name(task, options)
     storage = _storage(options.storage or default_storage())
     try:
         study = optuna.load_study(study_name=study_name, storage=storage)
