@@ -1,5 +1,5 @@
 # Two commands do all the set-up on a fresh machine (Python 3.11+, pip):
-#   make search   the main job: harness search legal --trials 30
+#   make search   the main job: harness search legal --trials 30, then its results page (results/)
 #   make test     lint, type check and the whole test suite
 PYTHON ?= python3
 VENV := .venv
@@ -55,6 +55,7 @@ setup: $(STAMP) $(VLLM_STAMP) browser postgres
 
 search: setup
 	$(BIN)/harness search legal --trials 30
+	$(BIN)/harness results legal
 
 lint: setup
 	$(BIN)/ruff check harness evaluators tests bench

@@ -18,7 +18,7 @@ import torch
 from harness.config import load_task
 from harness.generation import generate_answers
 from harness.model_loading import load_causal_lm, load_tokenizer, resolve_model, supports_bf16, training_dtype
-from harness.prompts import user_turn
+from harness.prompts import prompt_turns
 from harness.task_data import load_split
 
 
@@ -48,7 +48,7 @@ def main() -> None:
     args = parser.parse_args()
 
     task = load_task(args.task)
-    conversations = [user_turn(task, e.text) for e in load_split(task, "validation")[: args.examples]]
+    conversations = [prompt_turns(task, e.text) for e in load_split(task, "validation")[: args.examples]]
     resolved = resolve_model(args.model)
     tokenizer = load_tokenizer(resolved)
 

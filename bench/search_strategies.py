@@ -1,53 +1,127 @@
-"""Search strategies side by side: TPE with median pruning against random search without pruning.
+"""Search strategies side by side: the default (TPE + successive halving over training steps) against random search
+without pruning, on the real model, over several seeds.
 
-    .venv/bin/python bench/search_strategies.py [--profile smoke] [--trials 6] [--seed 0]
+    .venv/bin/python bench/search_strategies.py [--profile cpu] [--trials 12] [--seeds 0 1 2]
+        [--train-examples 80] [--out bench/search_strategies.json]
 
-Both run the same number of trials with the same seed, each in its own fresh study and MLflow store under a
-temporary directory, in this one process. Prints best value, trials pruned and wall time for each, and the ratios.
+For each seed both contenders run the same number of trials (trial 0 the seed recipe in both) in fresh studies
+and MLflow stores under a temporary directory, in this one process, at the profile's budget with its training
+examples cut to `--train-examples` (the cpu profile's 160 would make 3 seeds of random search take hours).
+Compute is the wall time of the trials (training, pruning evaluations, generation and scoring), the zero-shot
+baseline left out (both run it once). For each seed it prints the best validation objective of each contender,
+and the share of random search's compute the default needed to reach random search's best (its anytime curve:
+best so far against compute so far); a figure of at most 0.5 is what the default promises.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import tempfile
 import time
+from pathlib import Path
+
+import yaml
 
 from harness import tracking
-from harness.config import load_task
+from harness.config import SEARCH_SPACES_DIR, load_task
+from harness.results import machine_description
 from harness.search import SearchOptions, run_search
 
 
-def run_one(task_name: str, *, profile: str, trials: int, seed: int, sampler: str, pruner: str) -> dict:
+def task_with_budget(task_name: str, profile: str, train_examples: int, directory: Path):
+    """The task's YAML with the profile's training examples cut, in `directory` (eval sets where they are)."""
+    source = SEARCH_SPACES_DIR / f"{task_name}.yaml"
+    data = yaml.safe_load(source.read_text())
+    data["profiles"][profile]["budget"]["train_examples"] = train_examples
+    for eval_set in data["data"]["eval_sets"]:
+        eval_set["path"] = str((source.parent / eval_set["path"]).resolve())
+    path = directory / f"{task_name}.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return load_task(str(path))
+
+
+def run_study(task, *, profile: str, trials: int, seed: int, sampler: str, pruner: str) -> dict:
     with tempfile.TemporaryDirectory() as directory:
         os.environ["HARNESS_MLRUNS"] = directory
         tracking.configure()
         started = time.perf_counter()
         summary = run_search(
-            load_task(task_name),
-            SearchOptions(trials=trials, profile=profile, sampler=sampler, pruner=pruner, seed=seed),
+            task, SearchOptions(trials=trials, profile=profile, sampler=sampler, pruner=pruner, seed=seed)
         )
-        seconds = time.perf_counter() - started
-    pruned = sum(row["state"] == "PRUNED" for row in summary.rows)
-    best = summary.best[summary.objective] if summary.best else float("nan")
-    return {"best": best, "pruned": pruned, "seconds": seconds}
+        wall = time.perf_counter() - started
+    objective = summary.objective
+    curve, compute, best = [], 0.0, None
+    # One worker runs a study's trials one after another, so trial numbers are their order in time.
+    for row in sorted(summary.rows, key=lambda r: r["trial"]):
+        compute += row["seconds"] or 0.0
+        if row["state"] == "COMPLETE":
+            best = row[objective] if best is None else max(best, row[objective])
+        curve.append({"trial": row["trial"], "state": row["state"], "value": row[objective],
+                      "compute_seconds": round(compute, 1), "best_so_far": best})  # fmt: skip
+    return {
+        "best": best,
+        "compute_seconds": round(compute, 1),
+        "wall_seconds": round(wall, 1),
+        "pruned": sum(r["state"] == "PRUNED" for r in summary.rows),
+        "curve": curve,
+    }
+
+
+def compute_to_reach(curve: list[dict], target: float) -> float | None:
+    """Compute spent when the best so far first reached `target`; None if it never did."""
+    for point in curve:
+        if point["best_so_far"] is not None and point["best_so_far"] >= target:
+            return point["compute_seconds"]
+    return None
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", default="legal")
-    parser.add_argument("--profile", default="smoke")
-    parser.add_argument("--trials", type=int, default=6)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--profile", default="cpu")
+    parser.add_argument("--trials", type=int, default=12)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--train-examples", type=int, default=80)
+    parser.add_argument("--out", type=Path, default=None, help="also write every figure as JSON here")
     args = parser.parse_args()
 
-    common = {"profile": args.profile, "trials": args.trials, "seed": args.seed}
-    tpe = run_one(args.task, sampler="tpe", pruner="median", **common)
-    random = run_one(args.task, sampler="random", pruner="none", **common)
-    print(f"task {args.task}, profile {args.profile}, {args.trials} trials, seed {args.seed}")
-    for name, result in (("TPE + median pruning", tpe), ("random, no pruning", random)):
-        print(f"{name:22s} best {result['best']:.4f}  pruned {result['pruned']}  wall {result['seconds']:.0f} s")
-    print(f"wall time ratio random / TPE: {random['seconds'] / tpe['seconds']:.2f}x")
+    results = []
+    with tempfile.TemporaryDirectory() as directory:
+        task = task_with_budget(args.task, args.profile, args.train_examples, Path(directory))
+        for seed in args.seeds:
+            common = {"profile": args.profile, "trials": args.trials, "seed": seed}
+            default = run_study(task, sampler="tpe", pruner="halving", **common)
+            random = run_study(task, sampler="random", pruner="none", **common)
+            reached = compute_to_reach(default["curve"], random["best"])
+            share = None if reached is None else reached / random["compute_seconds"]
+            results.append({"seed": seed, "default": default, "random": random, "share_to_reach": share})
+            print(
+                f"seed {seed}: default best {default['best']:.4f} in {default['compute_seconds']:.0f} s"
+                f" ({default['pruned']} of {args.trials} pruned); random best {random['best']:.4f} in"
+                f" {random['compute_seconds']:.0f} s; default reached random's best at"
+                + (f" {share:.2f} of random's compute" if share is not None else " no point (never reached it)"),
+                flush=True,
+            )
+    machine = machine_description()
+    shares = [r["share_to_reach"] for r in results]
+    print(f"task {args.task}, profile {args.profile} cut to {args.train_examples} training examples,"
+          f" {args.trials} trials a study; {machine['cpu']}, {machine['cores']} cores,"
+          f" avx512_bf16 {machine['avx512_bf16']}")  # fmt: skip
+    total_default = sum(r["default"]["compute_seconds"] for r in results)
+    total_random = sum(r["random"]["compute_seconds"] for r in results)
+    print(f"compute, all seeds: default {total_default:.0f} s, random {total_random:.0f} s,"
+          f" ratio {total_default / total_random:.2f}")  # fmt: skip
+    reached = [s for s in shares if s is not None]
+    print(
+        f"default reached random search's best in {len(reached)} of {len(shares)} seeds, at"
+        f" {', '.join(f'{s:.2f}' for s in reached) or '-'} of its compute"
+        + (f" (worst {max(reached):.2f})" if reached else "")
+    )
+    if args.out:
+        args.out.write_text(json.dumps({"machine": machine, "args": vars(args) | {"out": str(args.out)},
+                                        "seeds": results}, indent=2) + "\n")  # fmt: skip
 
 
 if __name__ == "__main__":

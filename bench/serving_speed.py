@@ -24,7 +24,7 @@ from evaluators.scoring import score_outputs
 from harness import serving
 from harness.config import load_task
 from harness.model_loading import load_causal_lm, load_tokenizer, resolve_model, supports_bf16
-from harness.prompts import output_schema, user_turn
+from harness.prompts import output_schema, prompt_turns
 from harness.task_data import load_split
 
 
@@ -43,7 +43,7 @@ def main() -> None:
     tokenizer = load_tokenizer(resolved)
 
     fp32_model = load_causal_lm(resolved, dtype=torch.float32).eval()
-    conversations = [user_turn(task, e.text) for e in examples]
+    conversations = [prompt_turns(task, e.text) for e in examples]
     naive_tokens, naive_seconds = naive_generate(fp32_model, tokenizer, conversations, args.max_new_tokens)
     del fp32_model
     naive_rate = naive_tokens / naive_seconds

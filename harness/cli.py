@@ -174,11 +174,53 @@ def train(
 
     limit = parse_size(max_memory) if max_memory else None
     uri = tracking.configure(tracking_uri)
-    console.print(f"profile [bold]{chosen}[/bold] ({reason}); model [bold]{config.model}[/bold]", highlight=False)
-    result = run_trial(config_task, config, max_memory_mb=limit)
+    budget, recipe = config.budget, config.recipe
+    console.print(
+        f"profile [bold]{chosen}[/bold] ({reason}); model [bold]{config.model}[/bold]; {budget.train_examples}"
+        f" examples in batches of {budget.batch_size}; {recipe.quantization}, LoRA r={recipe.lora.r} on"
+        f" {recipe.lora.target_modules}, learning rate {recipe.train.learning_rate:g}",
+        highlight=False,
+    )
+    result = run_trial(config_task, config, max_memory_mb=limit, reporter=_TrainingProgress())
     console.print(f"MLflow run {result.run_id} in {uri}; adapter in {result.adapter_dir}", highlight=False)
     _print_metrics_table(result.metrics)
     print(json.dumps({k: round(v, 6) if isinstance(v, float) else v for k, v in result.metrics.items()}))
+
+
+class _TrainingProgress:
+    """Training progress on stderr: a line per logged step with the loss and the time left."""
+
+    def __init__(self, label: str = "training") -> None:
+        self.label = label
+        self.total_steps = 0
+        self.started = 0.0
+
+    def on_train_begin(self, total_steps: int) -> None:
+        import time
+
+        self.total_steps, self.started = total_steps, time.monotonic()
+        errors.print(f"{self.label}: {total_steps} optimizer steps", markup=False)
+
+    def on_log(self, step: int, metrics: dict[str, float]) -> None:
+        import time
+
+        from harness.estimates import minutes
+
+        per_step = (time.monotonic() - self.started) / max(step, 1)
+        errors.print(
+            f"{self.label}: step {step}/{self.total_steps}, loss {metrics.get('loss', float('nan')):.4f},"
+            f" {per_step:.1f} s a step, about {minutes(per_step * (self.total_steps - step))} of training left",
+            markup=False,
+        )
+
+    def on_evaluate(self, step: int, validation_loss: float) -> None:
+        pass
+
+    def should_stop(self, step: int) -> bool:
+        return False
+
+    def on_train_end(self) -> None:
+        errors.print(f"{self.label}: generating and scoring the validation answers", markup=False)
 
 
 @app.command()
@@ -189,7 +231,13 @@ def search(
     model: ModelOption = None,
     study: StudyOption = None,
     sampler: Annotated[str, typer.Option(help="tpe (multivariate, seeded), random or gp.")] = "tpe",
-    pruner: Annotated[str, typer.Option(help="none, median or hyperband (on validation loss).")] = "median",
+    pruner: Annotated[
+        str,
+        typer.Option(
+            help="halving (successive halving over training steps: most trials stop at the first rungs), hyperband,"
+            " median or none; all compare the validation loss at the rungs of the task's search.pruning."
+        ),
+    ] = "halving",
     seed: Annotated[int, typer.Option(help="Sampler seed.")] = 0,
     timeout: Annotated[float | None, typer.Option(help="Stop starting new trials after this many seconds.")] = None,
     max_memory: Annotated[str | None, typer.Option(help="Skip trials whose estimated peak exceeds this.")] = None,
@@ -259,7 +307,10 @@ def search(
             from harness.registry import register_trial
 
             console.print(f"Registering the best trial ({summary.best['trial']}): {why}; --no-register skips this.")
-            _print_registration(register_trial(config, study_name=summary.study_name, storage=storage_url))
+            registration = register_trial(
+                config, study_name=summary.study_name, storage=storage_url, reporter=_TrainingProgress("refit")
+            )
+            _print_registration(registration)
         else:
             console.print(f"Not registering here: {why}.", highlight=False)
     if not pool_worker:
@@ -333,37 +384,45 @@ def _run_with_progress(config: Any, options: Any, *, quiet: bool) -> Any:
 
     from rich.live import Live
 
+    from harness.estimates import minutes
     from harness.search import run_search
 
     def render(progress: Any) -> Table:
         elapsed = time.monotonic() - progress.started
-        done_here = max(progress.finished, 1)
-        eta = elapsed / done_here * max(progress.total - progress.finished, 0)
         table = Table(show_header=False, title=f"search {config.task.name}")
+        table.add_row("estimate", progress.estimate or "-")
         table.add_row("trials finished", f"{progress.finished} of {progress.total}")
-        current = (
-            "-" if progress.current_trial is None else f"trial {progress.current_trial}, step {progress.current_step}"
-        )
+        current = "-"
+        if progress.current_trial is not None:
+            current = f"trial {progress.current_trial}, step {progress.current_step} of {progress.current_total_steps}"
         table.add_row("running", current)
         table.add_row("params", ", ".join(f"{k}={v}" for k, v in progress.current_params.items()) or "-")
         best = "-" if progress.best_value is None else f"{progress.best_value:.4f} (trial {progress.best_trial})"
         table.add_row("best so far", best)
-        table.add_row("elapsed / ETA", f"{elapsed:.0f} s / {eta:.0f} s")
+        left = "-" if progress.seconds_left is None else minutes(progress.seconds_left)
+        table.add_row("elapsed / left", f"{minutes(elapsed)} / {left} (refit included; corrected as trials finish)")
         if progress.last_failure:
             table.add_row("last failure", progress.last_failure)
         return table
 
     if quiet:
         label = "" if options.worker_index is None else f"worker {options.worker_index}: "
-        return run_search(
-            config,
-            options,
-            on_progress=lambda p: errors.print(
+        printed_estimate = False
+
+        def log_line(p: Any) -> None:
+            nonlocal printed_estimate
+            if p.estimate and not printed_estimate:
+                errors.print(f"{label}estimate on this machine: {p.estimate}", markup=False)
+                printed_estimate = True
+                return
+            left = "" if p.seconds_left is None else f", about {minutes(p.seconds_left)} left"
+            errors.print(
                 f"{label}finished {p.finished}/{p.total}, trial {p.current_trial} step {p.current_step},"
-                f" best {p.best_value}" + (f", last failure: {p.last_failure}" if p.last_failure else ""),
+                f" best {p.best_value}{left}" + (f", last failure: {p.last_failure}" if p.last_failure else ""),
                 markup=False,
-            ),
-        )
+            )
+
+        return run_search(config, options, on_progress=log_line)
     with Live(console=errors, refresh_per_second=2, transient=False) as live:
         return run_search(config, options, on_progress=lambda p: live.update(render(p)))
 
@@ -442,6 +501,7 @@ def register(
             storage=storage,
             trial_number=trial,
             refit=not no_refit,
+            reporter=_TrainingProgress("refit"),
         )
     _print_registration(registration)
 
@@ -760,6 +820,27 @@ def report(
     study_name = study or f"{config.task.name}-{chosen}"
     built = build_report(config, study_name=study_name, out_dir=out or tracking.mlruns_dir() / "reports" / study_name)
     console.print(f"Report: {built.html_path} ({len(built.pngs)} PNGs beside it); logged on run {built.run_id}")
+
+
+@app.command()
+def results(
+    task: TaskArgument,
+    study: StudyOption = None,
+    profile: ProfileOption = "auto",
+    out: Annotated[Path, typer.Option(help="Directory for <study>.md, <study>.json and the PNGs.")] = Path("results"),
+    tracking_uri: TrackingUriOption = None,
+) -> None:
+    """The study's evidence: the ladder (zero-shot, rule baseline, seed recipe, best trial, registered model) on
+    every stored eval set, with each stage's time, tokens and memory and the leaderboard, as <study>.md/.json."""
+    from harness import tracking
+    from harness.config import load_task
+    from harness.results import write_results
+
+    config = load_task(task)
+    chosen, _ = _choose_profile(config, profile)
+    tracking.configure(tracking_uri)
+    written = write_results(config, study_name=study or f"{config.task.name}-{chosen}", out_dir=out)
+    console.print(f"Results: {written.markdown} and {written.figures} ({len(written.pngs)} PNGs beside them)")
 
 
 @app.command("eval")

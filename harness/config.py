@@ -9,6 +9,7 @@ declared below with a comment; unknown keys are errors, and each error names the
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -93,7 +94,7 @@ class LoraSpec(Strict):
     r: int = Field(gt=0)  # adapter rank
     alpha: float | None = Field(default=None, gt=0)  # scaling numerator; give alpha or alpha_ratio
     alpha_ratio: float | None = Field(default=None, gt=0)  # alpha / r, what the search samples
-    dropout: float = Field(default=0.05, ge=0, lt=1)
+    dropout: float = Field(default=0.0, ge=0, lt=1)
     target_modules: TargetModules = "attn"  # attn: q,k,v,o; mlp: gate,up,down; all: both
     use_rslora: bool = False  # rank-stabilised scaling alpha / sqrt(r)
 
@@ -130,23 +131,39 @@ class BudgetSpec(Strict):
     train_examples: int = Field(gt=0)  # how many training examples the trial sees
     epochs: float | None = Field(default=None, gt=0)  # give epochs or max_steps
     max_steps: int | None = Field(default=None, gt=0)
-    batch_size: int = Field(gt=0)
-    gradient_accumulation: int = Field(default=1, gt=0)
+    batch_size: int = Field(gt=0)  # examples per optimizer step
+    # Examples per forward and backward pass; batch_size / micro_batch_size of them are accumulated per optimizer
+    # step. Smaller holds fewer activations in memory at the same speed (measured: bench/training_speed.py).
+    micro_batch_size: int | None = Field(default=None, gt=0)
     max_seq_length: int = Field(gt=0)  # prompt + answer tokens; longer examples are an error, not cut
     validation_examples: int = Field(gt=0)  # how many validation examples are generated and scored
     max_new_tokens: int = Field(default=128, gt=0)
     # Recompute activations in the backward pass: saves GPU memory on big models, costs a third more compute.
     gradient_checkpointing: bool = False
-    # A search prunes on the validation loss of a small fixed slice (the last examples of the validation split),
-    # computed every this many steps.
-    report_every_steps: int = Field(default=2, gt=0)
-    report_examples: int = Field(default=4, gt=0)
+    # A search prunes on the completion loss of a small fixed slice (the last examples of the validation split),
+    # computed at the pruner's rungs.
+    report_examples: int = Field(default=8, gt=0)
 
     @model_validator(mode="after")
     def _epochs_or_steps(self) -> BudgetSpec:
         if (self.epochs is None) == (self.max_steps is None):
             raise ValueError("give exactly one of epochs or max_steps")
+        if self.micro_batch_size is not None and self.batch_size % self.micro_batch_size:
+            raise ValueError(
+                f"batch_size {self.batch_size} is not a multiple of micro_batch_size {self.micro_batch_size}"
+            )
         return self
+
+    def total_steps(self, available_examples: int) -> int:
+        """Optimizer steps the budget trains for, given how many training examples there are."""
+        if self.max_steps:
+            return self.max_steps
+        # As transformers' Trainer counts them: accumulated micro-batches per epoch (a last, shorter accumulation
+        # is a step too), then epochs, rounded up.
+        micro_batch_size = self.micro_batch_size or self.batch_size
+        micro_batches = math.ceil(min(self.train_examples, available_examples) / micro_batch_size)
+        per_epoch = max(math.ceil(micro_batches / (self.batch_size // micro_batch_size)), 1)
+        return math.ceil((self.epochs or 1.0) * per_epoch)
 
 
 class ProfileSpec(Strict):
@@ -201,8 +218,27 @@ class ObjectiveSpec(Strict):
     direction: Literal["maximize", "minimize"] = "maximize"
 
 
+class PruningSpec(Strict):
+    """Multi-fidelity: successive halving over training steps. Every trial trains to the first rung; at each rung
+    the pruner compares the trials' validation loss and only the best 1/reduction_factor train on to the next rung
+    (reduction_factor times further), the last of them to the full budget."""
+
+    first_rung: float = Field(default=0.125, gt=0, lt=1)  # the first rung, as a fraction of a trial's steps
+    reduction_factor: int = Field(default=3, ge=2)
+
+    def rung_steps(self, total_steps: int) -> tuple[int, ...]:
+        """The steps at which a trial reports its validation loss: first_rung x total, then x reduction_factor,
+        below the total (a trial that reaches the total completes and is scored)."""
+        first = max(1, round(self.first_rung * total_steps))
+        rungs = []
+        while first * self.reduction_factor ** len(rungs) < total_steps:
+            rungs.append(first * self.reduction_factor ** len(rungs))
+        return tuple(rungs)
+
+
 class SearchSpec(Strict):
     objective: ObjectiveSpec = ObjectiveSpec()
+    pruning: PruningSpec = PruningSpec()
     params: dict[str, SearchParam] = Field(min_length=1)  # dotted recipe keys: lora.r, train.learning_rate, ...
 
 

@@ -7,6 +7,9 @@ AdamW state, activations for one micro-batch, and, on a CPU, what the process al
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import gc
 import json
 import threading
 from dataclasses import dataclass
@@ -122,6 +125,36 @@ def estimate_peak_memory(
         # Loading reads the checkpoint through the page cache; its pages count towards RSS while mapped.
         parts["loading"] = shape.parameters * compute_bytes / MB
     return MemoryEstimate(total_mb=sum(parts.values()), parts_mb=parts)
+
+
+# glibc's mallopt parameters (malloc.h) and the values a trial runs with.
+M_MMAP_THRESHOLD, M_ARENA_MAX = -3, -8
+MMAP_THRESHOLD_BYTES = 2 * MB
+
+
+def keep_the_heap_compact() -> None:
+    """Allocate blocks of 2 MB and more (activations) straight from the OS, and keep to two heaps.
+
+    A trial allocates and frees activations of a different size at every step (sequence lengths differ), and
+    glibc's heap fragments around them: the seed-recipe trial's RSS grew from 2.1 GB after 6 steps to 3.15 GB
+    after 40. Mapped blocks go back to the OS when freed: the same trial peaked at 3.02 GB at the same speed
+    (a 1 MB threshold gave 2.82 GB but cost 7% of the training speed in page faults). glibc only; elsewhere
+    nothing changes."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
+        libc.mallopt(M_ARENA_MAX, 2)
+
+
+def release_freed_memory() -> None:
+    """Hand memory that Python and torch have freed back to the operating system.
+
+    glibc keeps freed heap pages mapped: after training, the activations' pages would stay in the process's RSS and
+    the generation that follows would stack its own on top of them. `malloc_trim` returns them (glibc only; a no-op
+    elsewhere)."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def parse_size(text: str) -> float:

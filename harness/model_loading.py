@@ -14,6 +14,7 @@ Specs:
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import shutil
 import tempfile
@@ -25,6 +26,9 @@ from harness.errors import HarnessError
 
 # Weight-loading progress bars say nothing a person needs; errors still surface as exceptions.
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+# bitsandbytes warns on import, on every CPU with AVX-512 bf16, that it cannot fetch an optional kernel from the
+# hub; nothing a user can act on (the built-in kernels are used).
+logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
 
 EMBEDDED_MODELS = {
     # name -> (python package, GGUF file inside it)
@@ -257,12 +261,19 @@ def load_for_training(model: ResolvedModel, *, quantization: str) -> Any:
         )
     elif quantization != "none":
         raise HarnessError(f"unknown quantization {quantization!r}; expected none, int8 or nf4")
-    device_map = {"": torch.cuda.current_device()} if torch.cuda.is_available() else {"": "cpu"}
-    return AutoModelForCausalLM.from_pretrained(
+    on_gpu = torch.cuda.is_available()
+    model = AutoModelForCausalLM.from_pretrained(
         model.path,
         dtype=dtype,
         quantization_config=quantization_config,
-        device_map=device_map,
+        device_map={"": torch.cuda.current_device()} if on_gpu else {"": "cpu"},
         use_safetensors=True,
         trust_remote_code=False,
     )
+    for module in model.modules():
+        # bitsandbytes repacks 4-bit weights into a CPU inference layout the first time a layer runs in eval mode
+        # without gradients (a pruning evaluation mid-training, say), and that layout has no backward pass: the
+        # layers below would silently stop learning. Training keeps the trainable layout.
+        if getattr(module, "support_avx512bf16_for_cpu", False):
+            module.support_avx512bf16_for_cpu = False
+    return model

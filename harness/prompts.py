@@ -1,4 +1,5 @@
-"""Chat turns for one example: the instruction and document as the user turn, compact JSON as the answer."""
+"""Chat turns for one example: the instruction as the system turn, the document as the user turn, compact JSON as
+the answer."""
 
 from __future__ import annotations
 
@@ -8,9 +9,15 @@ from typing import Any
 from harness.config import TaskConfig
 
 
-def user_turn(task: TaskConfig, text: str) -> list[dict[str, str]]:
-    """The prompt as chat messages: the task's instruction, a blank line, then the document."""
-    return [{"role": "user", "content": f"{task.task.instruction.strip()}\n\n{text}"}]
+def prompt_turns(task: TaskConfig, text: str) -> list[dict[str, str]]:
+    """The prompt as chat messages: the task's instruction as the system turn, the document as the user turn.
+
+    An explicit system turn also replaces the one many chat templates add when none is given (SmolLM2's "You are a
+    helpful AI assistant named SmolLM...", 20 tokens of every training example that teach nothing)."""
+    return [
+        {"role": "system", "content": task.task.instruction.strip()},
+        {"role": "user", "content": text},
+    ]
 
 
 def assistant_turn(fields: dict[str, Any]) -> list[dict[str, str]]:

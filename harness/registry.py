@@ -24,7 +24,7 @@ from typing import Any
 from harness import model_loading, search, tracking, training
 from harness.config import TaskConfig, resolve_trial_config
 from harness.errors import HarnessError
-from harness.prompts import assistant_turn, user_turn
+from harness.prompts import assistant_turn, prompt_turns
 from harness.task_data import load_split
 from harness.trial import evaluate_model, run_trial
 
@@ -70,6 +70,7 @@ def register_trial(
     storage: str | None = None,
     trial_number: int | None = None,
     refit: bool = True,
+    reporter: training.TrainingReporter | None = None,
 ) -> Registration:
     """Register a study's best trial (or trial `trial_number`) as a new `challenger` version."""
     chosen = search.find_trial(study_name, storage=storage, number=trial_number)
@@ -87,6 +88,7 @@ def register_trial(
             run_name=f"refit-trial-{chosen.number}",
             tags={"harness.study": study_name, "harness.refit": "true", "harness.trial_number": str(chosen.number)},
             output_dir=work / "refit",
+            reporter=reporter,
         )
         run_id, adapter_dir, validation = str(result.run_id), result.adapter_dir, result.metrics
     else:
@@ -196,7 +198,7 @@ def _register_adapter(
 
 def _log_version(task: TaskConfig, model_dir: Path, tokenizer: Any, run_id: str, tags: dict[str, str]) -> int:
     example = load_split(task, "validation")[0]
-    prompt = tokenizer.apply_chat_template(user_turn(task, example.text), tokenize=False, add_generation_prompt=True)
+    prompt = tokenizer.apply_chat_template(prompt_turns(task, example.text), tokenize=False, add_generation_prompt=True)
     model = model_loading.load_causal_lm(model_loading.resolve_model(str(model_dir)), dtype="auto")
     return tracking.log_and_register_model(
         run_id,

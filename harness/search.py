@@ -33,10 +33,13 @@ from optuna.storages import BaseStorage, RDBStorage, RetryHeartbeatStaleTrialCal
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from harness import tracking
+from harness import estimates, model_loading, tracking
 from harness.config import CategoricalParam, FloatParam, TaskConfig, TrialConfig, resolve_trial_config
 from harness.errors import HarnessError, TrialStopped, without_password
-from harness.trial import evaluate_model, run_trial
+from harness.memory import read_model_shape
+from harness.prompts import compact_json, prompt_turns
+from harness.task_data import load_split
+from harness.trial import GENERATION_BATCH_SIZE, evaluate_model, run_trial
 
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
 # A worker that dies leaves its trial RUNNING; without a heartbeat for GRACE seconds it is failed and retried.
@@ -69,7 +72,7 @@ class SearchOptions:
     model: str | None = None
     study_name: str | None = None
     sampler: str = "tpe"  # tpe | random | gp
-    pruner: str = "median"  # none | median | hyperband
+    pruner: str = "halving"  # halving (successive halving over training steps) | hyperband | median | none
     seed: int = 0
     timeout_seconds: float | None = None
     max_memory_mb: float | None = None
@@ -86,10 +89,13 @@ class SearchProgress:
     current_trial: int | None = None
     current_params: dict[str, Any] = field(default_factory=dict)
     current_step: int = 0
+    current_total_steps: int = 0
     best_value: float | None = None
     best_trial: int | None = None
     last_failure: str | None = None  # "trial N: error", shown instead of Optuna's logged traceback
     started: float = field(default_factory=time.monotonic)
+    estimate: str | None = None  # the search's estimate before it started, on this machine
+    seconds_left: float | None = None  # the estimate of what is left, corrected by the trials finished so far
 
 
 @dataclass
@@ -112,7 +118,8 @@ def run_search(
     study_name = _study_name(task, options)
     storage_url = options.storage or default_storage()
     base_config = resolve_trial_config(task, profile=options.profile, model=options.model)
-    study, storage, created = _open_study(task, options, study_name, storage_url)
+    total_steps = base_config.budget.total_steps(len(load_split(task, "train")))
+    study, storage, created = _open_study(task, options, study_name, storage_url, total_steps)
     _fail_dead_workers(study, storage, task)  # a resumed study's trials whose worker died are retried first
     parent_run_id = _study_run(
         study,
@@ -130,13 +137,19 @@ def run_search(
     )
     progress = SearchProgress(total=options.trials, finished=_count_finished(study))
     _update_best(study, progress)
+    forecast = forecast_search(task, options, base_config, total_steps, finished=progress.finished)
+    progress.estimate, progress.seconds_left = forecast.estimate.describe(), forecast.estimate.total_seconds
+    tracking.log_to_run(parent_run_id, tags={"harness.estimate": progress.estimate})
+    if on_progress:
+        on_progress(progress)
     deadline = None if options.timeout_seconds is None else time.monotonic() + options.timeout_seconds
     status = "FAILED"
     try:
         # One zero-shot evaluation per study, by whichever worker claims it first.
         if _claim(storage_url, f"{study_name}:zero-shot")[0]:
             _zero_shot_baseline(task, base_config, parent_run_id)
-        objective = _objective(task, base_config, options, parent_run_id, progress, on_progress)
+        rungs = task.search.pruning.rung_steps(total_steps) if options.pruner != "none" else ()
+        objective = _objective(task, base_config, options, parent_run_id, progress, on_progress, rungs)
 
         def stop_or_wait(study: optuna.Study, trial: FrozenTrial) -> None:
             if not _wait_for_room(study, storage, task, options.trials, deadline):
@@ -146,7 +159,9 @@ def run_search(
             study.optimize(
                 objective,
                 callbacks=[
-                    lambda study, trial: _after_trial(study, trial, task, parent_run_id, progress, on_progress),
+                    lambda study, trial: _after_trial(
+                        study, trial, task, parent_run_id, progress, on_progress, forecast, total_steps
+                    ),
                     stop_or_wait,
                 ],
                 timeout=options.timeout_seconds,
@@ -165,6 +180,44 @@ def run_search(
         if not _running(study):
             tracking.finish_study_run(parent_run_id, status)
     return summary
+
+
+def forecast_search(
+    task: TaskConfig,
+    options: SearchOptions,
+    base: TrialConfig,
+    total_steps: int,
+    *,
+    finished: int = 0,
+) -> estimates.Forecast:
+    """The estimate of a search on this machine: the trials still missing (pruning as the options set it), the
+    zero-shot baseline if the study has none yet, the refit and the registration's test evaluation."""
+    model_ref = model_loading.resolve_model(base.model)
+    tokenizer = model_loading.load_tokenizer(model_ref)
+    sample = load_split(task, "train")[:64]
+    workload = estimates.Workload(
+        estimates.measure_machine(),
+        read_model_shape(model_ref.path),
+        estimates.mean_token_counts(
+            tokenizer, [prompt_turns(task, e.text) for e in sample], [compact_json(e.fields) for e in sample]
+        ),
+    )
+    refit = resolve_trial_config(task, profile=options.profile, model=options.model, refit=True).budget
+    pruning = task.search.pruning if options.pruner != "none" else None
+    rungs = pruning.rung_steps(total_steps) if pruning else ()
+    estimate = estimates.search_estimate(
+        workload,
+        base.budget,
+        refit,
+        trials=max(options.trials - finished, 0),
+        total_steps=total_steps,
+        refit_steps=refit.total_steps(len(load_split(task, "train"))),
+        pruning=pruning,
+        zero_shot=finished == 0,
+        test_examples=len(load_split(task, "test")),
+        generation_batch_size=GENERATION_BATCH_SIZE,
+    )
+    return estimates.Forecast(estimate, workload, base.budget, rungs, GENERATION_BATCH_SIZE)
 
 
 def claim_registration(study_name: str, total: int, *, storage: str | None = None) -> tuple[bool, str]:
@@ -277,7 +330,7 @@ def find_trial(study_name: str, *, storage: str | None = None, number: int | Non
 
 
 def _open_study(
-    task: TaskConfig, options: SearchOptions, study_name: str, storage_url: str
+    task: TaskConfig, options: SearchOptions, study_name: str, storage_url: str, total_steps: int
 ) -> tuple[optuna.Study, BaseStorage, bool]:
     """The study, its storage, and whether this worker created it (exactly one worker does: the storage refuses a
     second study of the same name)."""
@@ -285,7 +338,7 @@ def _open_study(
     storage = _storage(storage_url, _FailRunThenRetry(task.task.name, "worker stopped sending heartbeats"))
     # Every trial re-seeds the sampler before its first draw (see `_objective`).
     sampler = _sampler(options, seed=options.seed)
-    pruner = _pruner(options, task)
+    pruner = _pruner(options, task, total_steps)
     try:
         study = optuna.create_study(
             study_name=study_name,
@@ -540,14 +593,21 @@ def _sampler(options: SearchOptions, *, seed: int) -> optuna.samplers.BaseSample
     raise HarnessError(f"unknown sampler {options.sampler!r}; expected tpe, random or gp")
 
 
-def _pruner(options: SearchOptions, task: TaskConfig) -> optuna.pruners.BasePruner:
+def _pruner(options: SearchOptions, task: TaskConfig, total_steps: int) -> optuna.pruners.BasePruner:
+    """The pruner; every one of them sees the validation loss at the same rungs (`PruningSpec.rung_steps`)."""
+    rungs = task.search.pruning.rung_steps(total_steps)
+    first, factor = (rungs[0] if rungs else total_steps), task.search.pruning.reduction_factor
     if options.pruner == "none":
         return optuna.pruners.NopPruner()
+    if options.pruner == "halving":
+        # Asynchronous successive halving: a trial goes on past a rung when it is in the best 1/factor of the
+        # trials that reached that rung so far.
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=first, reduction_factor=factor)
+    if options.pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=first, max_resource=total_steps, reduction_factor=factor)
     if options.pruner == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
-    if options.pruner == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1)
-    raise HarnessError(f"unknown pruner {options.pruner!r}; expected none, median or hyperband")
+    raise HarnessError(f"unknown pruner {options.pruner!r}; expected halving, hyperband, median or none")
 
 
 def _suggest(trial: optuna.Trial, task: TaskConfig) -> dict[str, Any]:
@@ -572,6 +632,9 @@ class _PruningReporter:
         self.notify = notify
         self.prune = False
 
+    def on_train_begin(self, total_steps: int) -> None:
+        self.progress.current_total_steps = total_steps
+
     def on_log(self, step: int, metrics: dict[str, float]) -> None:
         self.progress.current_step = step
         self.notify()
@@ -585,6 +648,9 @@ class _PruningReporter:
     def should_stop(self, step: int) -> bool:
         return self.prune
 
+    def on_train_end(self) -> None:
+        pass
+
 
 def _objective(
     task: TaskConfig,
@@ -593,6 +659,7 @@ def _objective(
     parent_run_id: str,
     progress: SearchProgress,
     on_progress: Callable[[SearchProgress], None] | None,
+    rungs: tuple[int, ...],
 ) -> Callable[[optuna.Trial], float]:
     metric = task.search.objective.metric
     maximize = task.search.objective.direction == "maximize"
@@ -633,6 +700,7 @@ def _objective(
                 task,
                 config,
                 reporter=reporter,
+                evaluate_at_steps=rungs,
                 max_memory_mb=options.max_memory_mb,
                 parent_run_id=parent_run_id,
                 run_name=f"trial-{trial.number}",
@@ -658,9 +726,19 @@ def _after_trial(
     parent_run_id: str,
     progress: SearchProgress,
     on_progress: Callable[[SearchProgress], None] | None,
+    forecast: estimates.Forecast,
+    total_steps: int,
 ) -> None:
     progress.finished = _count_finished(study)
     progress.current_trial = None
+    if trial.state in FINISHED_STATES and trial.datetime_start and trial.datetime_complete:
+        complete = trial.state == TrialState.COMPLETE
+        forecast.trial_finished(
+            seconds=(trial.datetime_complete - trial.datetime_start).total_seconds(),
+            steps=total_steps if complete else (trial.last_step or total_steps),
+            complete=complete,
+        )
+    progress.seconds_left = forecast.seconds_left(progress.total - progress.finished)
     if trial.state == TrialState.FAIL and SURPLUS_ATTR not in trial.user_attrs:
         progress.last_failure = f"trial {trial.number}: {trial.user_attrs.get('harness.error', 'interrupted')}"
     _update_best(study, progress)
@@ -712,6 +790,11 @@ def _summarise(
                 # A pruned trial's value is its last intermediate one (a validation loss), not the objective.
                 metric: trial.value if trial.state == TrialState.COMPLETE else None,
                 "seed_recipe": bool(trial.user_attrs.get("harness.seed_recipe")),
+                # Steps trained: a pruned trial stopped at its last rung.
+                "steps": (trial.user_attrs.get("metrics") or {}).get("train_steps", trial.last_step),
+                "seconds": round((trial.datetime_complete - trial.datetime_start).total_seconds(), 1)
+                if trial.datetime_complete and trial.datetime_start
+                else None,
                 "mlflow_run_id": trial.user_attrs.get(MLFLOW_RUN_ATTR),
                 "adapter_dir": trial.user_attrs.get("adapter_dir"),
                 **{f"param.{k}": v for k, v in trial.params.items()},

@@ -26,7 +26,7 @@ from openai import OpenAI
 from evaluators.scoring import score_outputs
 from harness.config import TaskConfig
 from harness.errors import HarnessError
-from harness.prompts import user_turn
+from harness.prompts import prompt_turns
 from harness.task_data import Example
 
 STARTUP_TIMEOUT_SECONDS = 600
@@ -197,7 +197,7 @@ def ask(
         started = time.perf_counter()
         response = openai.chat.completions.create(
             model=served_name,
-            messages=user_turn(task, example.text),  # type: ignore[arg-type]
+            messages=prompt_turns(task, example.text),  # type: ignore[arg-type]
             temperature=0.0,
             max_tokens=max_tokens,
             extra_body={"cache_salt": salt},

@@ -57,6 +57,9 @@ def configure(tracking_uri: str | None = None) -> str:
     mlflow.set_system_metrics_sampling_interval(SYSTEM_METRICS_INTERVAL_SECONDS)
     mlflow.set_system_metrics_samples_before_logging(1)
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # not a line per system-metrics start and stop
+    # Logging a merged model, MLflow looks for a model card and a licence on the hub under the local path it was
+    # given, and warns that it found none: nothing to act on (the base model's licence is the user's to know).
+    logging.getLogger("mlflow.transformers").setLevel(logging.ERROR)
     return uri
 
 
@@ -188,7 +191,18 @@ def log_to_run(run_id: str, *, metrics: dict[str, float] | None = None, tags: di
 
 
 def log_table_to_run(run_id: str, rows: list[dict[str, Any]], artifact_file: str) -> None:
-    MlflowClient().log_table(run_id, data=pd.DataFrame(rows), artifact_file=artifact_file)
+    """Log rows as an MLflow table (the UI shows it as one); logging it again replaces it, where MLflow's
+    `log_table` would append the new rows to the old ones (a resumed study's leaderboard listed trials twice)."""
+    client = MlflowClient()
+    logged = json.loads(client.get_run(run_id).data.tags.get("mlflow.loggedArtifacts", "[]"))
+    if {"path": artifact_file, "type": "table"} not in logged:
+        client.log_table(run_id, data=pd.DataFrame(rows), artifact_file=artifact_file)
+        return
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / Path(artifact_file).name
+        pd.DataFrame(rows).to_json(path, orient="split", index=False, date_format="iso")  # as log_table writes it
+        folder = str(Path(artifact_file).parent)
+        client.log_artifact(run_id, str(path), artifact_path=None if folder == "." else folder)
 
 
 def load_table_from_run(run_id: str, artifact_file: str) -> list[dict[str, Any]]:
@@ -231,6 +245,17 @@ def run_params(run_id: str) -> dict[str, str]:
         return dict(MlflowClient().get_run(run_id).data.params)
     except mlflow.exceptions.MlflowException as error:
         raise HarnessError(f"no MLflow run {run_id!r} at {mlflow.get_tracking_uri()}: {error.message}") from None
+
+
+def run_info(run_id: str) -> dict[str, Any]:
+    """A run's tags, status and wall time (to its end, or to now while it runs)."""
+    run = MlflowClient().get_run(run_id)
+    end = run.info.end_time or int(time.time() * 1000)
+    return {
+        "tags": dict(run.data.tags),
+        "status": run.info.status,
+        "duration_seconds": round((end - run.info.start_time) / 1000, 1),
+    }
 
 
 def download_run_artifacts(run_id: str, artifact_path: str, destination: Path) -> Path:

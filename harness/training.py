@@ -7,8 +7,8 @@ means (log it, prune the trial).
 
 from __future__ import annotations
 
-import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -16,14 +16,21 @@ from typing import Any, Protocol
 import datasets
 import torch
 from datasets import Dataset
-from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
-from transformers import PrinterCallback, TrainerCallback
+from peft import LoraConfig, PeftModel, get_peft_model
+from peft.helpers import disable_input_dtype_casting
+from peft.tuners.lora import LoraLayer
+from peft.utils.integrations import dequantize_module_weight, get_bnb_param_type
+from transformers import AttentionInterface, PrinterCallback, TrainerCallback
+from transformers.masking_utils import AttentionMaskInterface, eager_mask
 from trl import SFTConfig, SFTTrainer
 
 from harness.config import BudgetSpec, LoraSpec, Recipe
 from harness.errors import HarnessError
 
 datasets.disable_progress_bars()  # one line per example batch drowns the trial's own output
+# PEFT's k-bit preparation still asks transformers for the old name of activation checkpointing; the renaming
+# warning is addressed to PEFT, not to a user.
+warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
 
 TARGET_MODULE_SETS = {
     "attn": ("q_proj", "k_proj", "v_proj", "o_proj"),
@@ -35,15 +42,22 @@ TARGET_MODULE_SETS = {
 class TrainingReporter(Protocol):
     """Receives training progress; may ask training to stop (a pruned trial)."""
 
+    def on_train_begin(self, total_steps: int) -> None: ...
+
     def on_log(self, step: int, metrics: dict[str, float]) -> None: ...
 
     def on_evaluate(self, step: int, validation_loss: float) -> None: ...
 
     def should_stop(self, step: int) -> bool: ...
 
+    def on_train_end(self) -> None: ...
+
 
 class SilentReporter:
     """A reporter that records nothing and never stops training."""
+
+    def on_train_begin(self, total_steps: int) -> None:
+        pass
 
     def on_log(self, step: int, metrics: dict[str, float]) -> None:
         pass
@@ -53,6 +67,9 @@ class SilentReporter:
 
     def should_stop(self, step: int) -> bool:
         return False
+
+    def on_train_end(self) -> None:
+        pass
 
 
 @dataclass
@@ -84,9 +101,12 @@ def attach_lora(model: Any, lora: LoraSpec, *, quantization: str, gradient_check
             f"target-module set {lora.target_modules!r} names {', '.join(missing)}, which this model lacks;"
             f" its linear layers are: {', '.join(available)}"
         )
-    if quantization != "none":
-        # Casts norms to fp32 and enables input gradients, which k-bit LoRA training needs.
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
+    if quantization != "none" and gradient_checkpointing:
+        # Checkpointed layers recompute from their inputs, which need gradients when every base weight is frozen.
+        # (PEFT's prepare_model_for_kbit_training would also upcast the norms and embeddings to fp32: then every
+        # activation between the 4-bit matmuls is fp32, twice the memory and half the speed of the bf16 compute
+        # the quantized layers already run in.)
+        model.enable_input_require_grads()
     config = LoraConfig(
         r=lora.r,
         lora_alpha=lora.resolved_alpha,
@@ -97,6 +117,75 @@ def attach_lora(model: Any, lora: LoraSpec, *, quantization: str, gradient_check
         task_type="CAUSAL_LM",
     )
     return get_peft_model(model, config)
+
+
+class _CausalBlockAttention(torch.autograd.Function):
+    """Causal softmax attention in query blocks, keeping only 16-bit probabilities for the backward pass.
+
+    Queries are cut into `QUERY_BLOCKS` blocks, and each block is scored against the keys up to its own end only:
+    the keys after it are masked anyway (causal), so a quarter to three eighths of the score matrix is never
+    computed. transformers' eager attention computes all of it and keeps the softmax output twice (fp32 for the
+    softmax's backward, 16-bit for the value product's: 6 bytes per head and position pair); the softmax backward
+    here works from the 16-bit copy (2 bytes). PyTorch's fused attention keeps less still, but its CPU backward is
+    slower than either (bench/training_speed.py)."""
+
+    @staticmethod
+    def forward(
+        ctx: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: Any, scaling: float
+    ) -> Any:
+        length = query.shape[-2]
+        ends = sorted({max(1, round(length * (i + 1) / QUERY_BLOCKS)) for i in range(QUERY_BLOCKS)})
+        outputs, probabilities = [], []
+        for start, end in zip([0, *ends[:-1]], ends, strict=True):
+            scores = torch.matmul(query[..., start:end, :], key[..., :end, :].transpose(-1, -2)) * scaling
+            if mask is not None:
+                scores = scores + mask[..., start:end, :end]
+            block = torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+            probabilities.append(block)
+            outputs.append(torch.matmul(block, value[..., :end, :]))
+        ctx.save_for_backward(query, key, value, *probabilities)
+        ctx.scaling, ctx.ends = scaling, ends
+        return torch.cat(outputs, dim=-2)
+
+    @staticmethod
+    def backward(ctx: Any, grad_output: torch.Tensor) -> Any:
+        query, key, value, *probabilities = ctx.saved_tensors
+        grad_output = grad_output.to(query.dtype)  # autograd may hand an fp32 gradient back under mixed precision
+        grad_query = torch.empty_like(query)
+        grad_key = torch.zeros_like(key, dtype=torch.float32)  # summed over blocks: accumulate in fp32
+        grad_value = torch.zeros_like(value, dtype=torch.float32)
+        for start, end, block in zip([0, *ctx.ends[:-1]], ctx.ends, probabilities, strict=True):
+            grad_block = grad_output[..., start:end, :]
+            grad_value[..., :end, :] += torch.matmul(block.transpose(-1, -2), grad_block)
+            grad_probabilities = torch.matmul(grad_block, value[..., :end, :].transpose(-1, -2))
+            grad_scores = torch._softmax_backward_data(grad_probabilities.float(), block.float(), -1, torch.float32).to(
+                query.dtype
+            )  # the fused softmax backward eager attention uses, in fp32
+            grad_query[..., start:end, :] = torch.matmul(grad_scores, key[..., :end, :]) * ctx.scaling
+            grad_key[..., :end, :] += (
+                torch.matmul(grad_scores.transpose(-1, -2), query[..., start:end, :]) * ctx.scaling
+            )
+        return grad_query, grad_key.to(key.dtype), grad_value.to(value.dtype), None, None
+
+
+QUERY_BLOCKS = 4  # measured on SmolLM2's shape (2 x 480 tokens): attention forward + backward 28 ms eager, 16 ms here
+
+
+def _training_attention(
+    module: Any, query: Any, key: Any, value: Any, attention_mask: Any, scaling: float, dropout: float = 0.0, **_: Any
+) -> tuple[Any, None]:
+    """transformers' attention-function signature around `_CausalBlockAttention` (grouped key/value heads
+    repeated)."""
+    groups = query.shape[1] // key.shape[1]
+    if groups > 1:
+        key, value = key.repeat_interleave(groups, dim=1), value.repeat_interleave(groups, dim=1)
+    output = _CausalBlockAttention.apply(query, key, value, attention_mask, scaling)
+    return output.transpose(1, 2).contiguous(), None
+
+
+CPU_TRAINING_ATTENTION = "harness_cpu_training"
+AttentionInterface.register(CPU_TRAINING_ATTENTION, _training_attention)
+AttentionMaskInterface.register(CPU_TRAINING_ATTENTION, eager_mask)  # an additive mask, as eager attention takes
 
 
 def trainable_parameters(model: Any) -> int:
@@ -114,13 +203,54 @@ def train_adapter(
     bf16: bool,
     reporter: TrainingReporter,
     validation_conversations: list[dict[str, list[dict[str, str]]]] | None = None,
+    evaluate_at_steps: tuple[int, ...] = (),
     logging_steps: int = 2,
 ) -> TrainingResult:
     """Fine-tune the adapters on `{"prompt": [...], "completion": [...]}` conversations; loss on completions.
 
-    With `validation_conversations`, the completion loss on them is computed every `budget.report_every_steps`
-    steps and handed to `reporter.on_evaluate`: the intermediate value a search prunes on.
+    With `validation_conversations`, the completion loss on them is computed after each step in
+    `evaluate_at_steps` and handed to `reporter.on_evaluate`: the values a search prunes on.
     """
+    callback = _ReporterCallback(reporter, evaluate_at_steps if validation_conversations else ())
+    trainer = build_trainer(
+        model,
+        tokenizer,
+        conversations,
+        recipe,
+        budget,
+        output_dir=output_dir,
+        bf16=bf16,
+        callbacks=[callback],
+        validation_conversations=validation_conversations,
+        logging_steps=logging_steps,
+    )
+    started = time.perf_counter()
+    state = trainer.train()
+    seconds = time.perf_counter() - started
+    return TrainingResult(
+        steps=state.global_step,
+        seconds=seconds,
+        tokens=trainer.trained_tokens,
+        loss_history=callback.losses,
+        stopped_early=callback.stopped,
+    )
+
+
+def build_trainer(
+    model: PeftModel,
+    tokenizer: Any,
+    conversations: list[dict[str, list[dict[str, str]]]],
+    recipe: Recipe,
+    budget: BudgetSpec,
+    *,
+    output_dir: Path,
+    bf16: bool,
+    callbacks: list[TrainerCallback] | None = None,
+    validation_conversations: list[dict[str, list[dict[str, str]]]] | None = None,
+    logging_steps: int = 2,
+) -> AnswerLossTrainer:
+    """TRL's SFTTrainer set up for a trial: batches grouped by length, micro-batches accumulated to `batch_size`,
+    the loss on answer tokens only. `bench/training_speed.py` drives the same trainer's batches by hand."""
     lengths = [_conversation_length(tokenizer, c) for c in conversations]
     too_long = [i for i, n in enumerate(lengths) if n > budget.max_seq_length]
     if too_long:
@@ -128,10 +258,14 @@ def train_adapter(
             f"{len(too_long)} training examples are longer than max_seq_length={budget.max_seq_length} tokens"
             f" (the longest has {max(lengths)}); raise the profile's max_seq_length rather than cut answers"
         )
+    if not torch.cuda.is_available():
+        # On a CPU, matmul-and-softmax attention trains faster than PyTorch's fused kernel; generation switches back.
+        model.set_attn_implementation(CPU_TRAINING_ATTENTION)
+    micro_batch_size = budget.micro_batch_size or budget.batch_size
     args = SFTConfig(
         output_dir=str(output_dir),
-        per_device_train_batch_size=budget.batch_size,
-        gradient_accumulation_steps=budget.gradient_accumulation,
+        per_device_train_batch_size=micro_batch_size,
+        gradient_accumulation_steps=budget.batch_size // micro_batch_size,
         learning_rate=recipe.train.learning_rate,
         lr_scheduler_type=recipe.train.lr_scheduler,
         warmup_steps=recipe.train.warmup_ratio,  # a float below 1 is a ratio of the total steps
@@ -140,7 +274,10 @@ def train_adapter(
         max_steps=budget.max_steps or -1,
         max_length=budget.max_seq_length,
         completion_only_loss=True,
-        gradient_checkpointing=budget.gradient_checkpointing,
+        # Each optimizer step's examples sorted by length (within shuffled groups): micro-batches of similar
+        # lengths carry little padding, which is pure waste on a CPU.
+        train_sampling_strategy="group_by_length",
+        activation_checkpointing=budget.gradient_checkpointing,
         bf16=bf16,
         use_cpu=not torch.cuda.is_available(),
         logging_steps=logging_steps,
@@ -150,39 +287,55 @@ def train_adapter(
         data_seed=recipe.seed,
         dataloader_num_workers=0,
         disable_tqdm=True,
-        eval_strategy="steps" if validation_conversations else "no",
-        eval_steps=budget.report_every_steps,
-        per_device_eval_batch_size=budget.batch_size,
+        eval_strategy="no",  # evaluated when a callback asks (`evaluate_at_steps`), not on a fixed schedule
+        per_device_eval_batch_size=micro_batch_size,
     )
-    callback = _ReporterCallback(reporter)
-    trainer = SFTTrainer(
+    trainer = AnswerLossTrainer(
         model=model,
         args=args,
         train_dataset=Dataset.from_list(conversations),
         eval_dataset=Dataset.from_list(validation_conversations) if validation_conversations else None,
         processing_class=tokenizer,
-        callbacks=[callback],
+        callbacks=callbacks,
     )
     trainer.remove_callback(PrinterCallback)  # progress goes to the reporter, not to stdout as dicts
-    started = time.perf_counter()
-    state = trainer.train()
-    seconds = time.perf_counter() - started
-    steps = state.global_step
-    examples_seen = min(steps * budget.batch_size * budget.gradient_accumulation, _planned_examples(budget, lengths))
-    mean_length = sum(lengths) / len(lengths)
-    return TrainingResult(
-        steps=steps,
-        seconds=seconds,
-        tokens=int(examples_seen * mean_length),
-        loss_history=callback.losses,
-        stopped_early=callback.stopped,
-    )
+    return trainer
 
 
-def _planned_examples(budget: BudgetSpec, lengths: list[int]) -> int:
-    if budget.max_steps:
-        return budget.max_steps * budget.batch_size * budget.gradient_accumulation
-    return math.ceil(len(lengths) * (budget.epochs or 1.0))
+class AnswerLossTrainer(SFTTrainer):
+    """SFTTrainer with a loss that projects only the answer tokens through the LM head.
+
+    TRL's own loss scores every position on devices without Triton (a CPU among them) and computes per-token
+    entropy and top-1 accuracy for its logs: with a 49k-token vocabulary and answers a fifth of each sequence,
+    that is most of the LM head's work thrown away. The loss here is the same quantity (mean negative
+    log-likelihood of the answer tokens, normalised over the accumulated batch as TRL does).
+    """
+
+    trained_tokens = 0  # prompt + answer tokens trained on, padding excluded
+
+    def compute_loss(
+        self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None
+    ) -> Any:
+        causal_lm = model.get_base_model() if isinstance(model, PeftModel) else model
+        # Mixed precision as for the model's own forward, which accelerate wraps in autocast: calling the backbone
+        # directly would bypass that and run the fp32 LoRA weights' matmuls in fp32.
+        # And without PEFT's cast of each adapter's input to the adapter's fp32, which autocast casts straight back
+        # to bf16 for the matmul: two copies of the activations per adapted layer, 6% of a CPU step.
+        with self.accelerator.autocast(), disable_input_dtype_casting(model, active=self.args.bf16):
+            hidden = causal_lm.model(
+                input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], use_cache=False
+            )
+            # Position t predicts token t + 1; only positions whose next token is an answer token count.
+            labels = inputs["labels"][:, 1:]
+            answer = labels != -100
+            logits = causal_lm.lm_head(hidden.last_hidden_state[:, :-1][answer]).float()
+        count = answer.sum() if num_items_in_batch is None else num_items_in_batch
+        loss = torch.nn.functional.cross_entropy(logits, labels[answer], reduction="sum") / torch.as_tensor(
+            count, device=logits.device
+        ).clamp(min=1)
+        if model.training:
+            self.trained_tokens += int(inputs["attention_mask"].sum())
+        return (loss, {"loss": loss}) if return_outputs else loss
 
 
 def _conversation_length(tokenizer: Any, conversation: dict[str, list[dict[str, str]]]) -> int:
@@ -191,12 +344,17 @@ def _conversation_length(tokenizer: Any, conversation: dict[str, list[dict[str, 
 
 
 class _ReporterCallback(TrainerCallback):
-    """Forwards the trainer's logs to the reporter and stops training when the reporter says so."""
+    """Forwards the trainer's progress to the reporter, asks for the validation loss at the given steps, and stops
+    training when the reporter says so."""
 
-    def __init__(self, reporter: TrainingReporter) -> None:
+    def __init__(self, reporter: TrainingReporter, evaluate_at_steps: tuple[int, ...] = ()) -> None:
         self.reporter = reporter
+        self.evaluate_at_steps = set(evaluate_at_steps)
         self.losses: list[tuple[int, float]] = []
         self.stopped = False
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.reporter.on_train_begin(state.max_steps)
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **kwargs: Any) -> None:
         if not logs or "loss" not in logs:
@@ -214,7 +372,12 @@ class _ReporterCallback(TrainerCallback):
                 self.stopped = True
                 control.should_training_stop = True
 
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.reporter.on_train_end()
+
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if state.global_step in self.evaluate_at_steps:
+            control.should_evaluate = True
         if self.reporter.should_stop(state.global_step):
             self.stopped = True
             control.should_training_stop = True
@@ -231,6 +394,39 @@ def load_adapter(model: Any, directory: Path) -> PeftModel:
     if not (directory / "adapter_config.json").exists():
         raise HarnessError(f"{directory} is not a LoRA adapter: it has no adapter_config.json")
     return PeftModel.from_pretrained(model, directory, is_trainable=False)
+
+
+def fold_adapter_for_generation(model: PeftModel, *, dtype: torch.dtype) -> Any:
+    """The trained model with every LoRA pair folded into its base weight, as plain `dtype` linear layers: the
+    model generation runs on. The PEFT wrapper is consumed (use it for nothing else afterwards).
+
+    Generating through unmerged adapters costs a third more per token, and through bitsandbytes' 4- and 8-bit
+    layers on a CPU more again (their weights are dequantized on every call). An int8 or nf4 base is dequantized
+    once here, so the answers still come from the weights the adapter was trained against; only int8's
+    quantization of activations is not reproduced."""
+    for name, layer in list(model.named_modules()):
+        if isinstance(layer, LoraLayer):
+            base = layer.get_base_layer()
+            weight = dequantize_module_weight(base).detach().float()
+            for adapter in layer.active_adapters:
+                weight = weight + layer.get_delta_weight(adapter).float()
+        elif isinstance(getattr(layer, "weight", None), torch.nn.Parameter) and get_bnb_param_type(layer.weight):
+            base, weight = layer, dequantize_module_weight(layer).detach()  # a quantized layer without an adapter
+        else:
+            continue
+        folded = torch.nn.Linear(base.in_features, base.out_features, bias=base.bias is not None, dtype=dtype)
+        folded.weight.data.copy_(weight)
+        if base.bias is not None:
+            folded.bias.data.copy_(base.bias.detach())
+        parent, _, attribute = name.rpartition(".")
+        setattr(model.get_submodule(parent), attribute, folded.to(weight.device))
+    # k-bit preparation upcast the frozen norms and embeddings to fp32 for training under autocast; they were
+    # loaded in `dtype`, so casting back loses nothing. (Parameter by parameter: transformers refuses `.to(dtype)`
+    # on a model loaded through bitsandbytes, although none of its layers is quantized any more.)
+    generating = model.get_base_model()
+    for parameter in generating.parameters():
+        parameter.data = parameter.data.to(dtype)
+    return generating
 
 
 def merge_adapter(model: Any, directory: Path) -> Any:

@@ -92,7 +92,7 @@ def two_trial_study(legal, tmp_path_factory) -> Path:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("HARNESS_MLRUNS", str(mlruns))
         tracking.configure()
-        run_search(legal, SearchOptions(trials=2, profile="smoke"))
+        run_search(legal, SearchOptions(trials=2, profile="smoke", pruner="none"))
     return mlruns
 
 

@@ -27,6 +27,7 @@ COMMANDS = [
     "ui",
     "server",
     "report",
+    "results",
     "fetch-model",
 ]
 

@@ -6,7 +6,14 @@ import re
 
 import pytest
 
-from harness.config import SEARCH_SPACES_DIR, apply_overrides, load_task, metric_names, recipe_keys
+from harness.config import (
+    SEARCH_SPACES_DIR,
+    apply_overrides,
+    load_task,
+    metric_names,
+    recipe_keys,
+    resolve_trial_config,
+)
 from harness.errors import HarnessError
 from tests.conftest import LEGAL_YAML
 
@@ -43,7 +50,7 @@ def test_legal_search_space_has_the_agreed_defaults(legal):
     assert params["lora.r"].choices == (4, 8, 16, 32, 64)
     assert params["lora.alpha_ratio"].choices == (0.5, 1, 2, 4)
     assert params["lora.target_modules"].choices == ("attn", "mlp", "all")
-    assert (params["train.learning_rate"].low, params["train.learning_rate"].high) == (1e-5, 1e-3)
+    assert (params["train.learning_rate"].low, params["train.learning_rate"].high) == (5e-5, 5e-3)
     assert params["train.learning_rate"].log is True
     assert params["quantization"].choices == ("none", "int8", "nf4")
     assert legal.search.objective.metric == "f1_micro"
@@ -173,3 +180,16 @@ def test_generator_source_without_sizes_is_an_error(task_copy):
 def test_unknown_task_name_lists_known_tasks():
     with pytest.raises(HarnessError, match=r"unknown task 'contracts'.*known tasks: legal"):
         load_task("contracts")
+
+
+def test_pruning_rungs_grow_by_the_reduction_factor_below_the_trial_budget(legal):
+    pruning = legal.search.pruning
+    assert (pruning.first_rung, pruning.reduction_factor) == (0.1, 3)
+    assert pruning.rung_steps(40) == (4, 12, 36)
+    assert pruning.rung_steps(2) == (1,)  # the smoke profile: one rung, one step in
+    assert pruning.rung_steps(1) == ()
+
+
+def test_a_batch_that_micro_batches_do_not_divide_is_an_error(legal):
+    with pytest.raises(HarnessError, match="batch_size 8 is not a multiple of micro_batch_size 3"):
+        resolve_trial_config(legal, profile="cpu", overrides={"budget.batch_size": 8, "budget.micro_batch_size": 3})

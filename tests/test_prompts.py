@@ -7,14 +7,22 @@ import json
 import jsonschema
 import pytest
 
-from harness.prompts import assistant_turn, output_schema, user_turn
+from harness.prompts import assistant_turn, output_schema, prompt_turns
 from harness.task_data import load_split
 
 
-def test_the_user_turn_is_the_instruction_then_the_document(legal):
-    [turn] = user_turn(legal, "DECISION ...")
-    assert turn["role"] == "user" and turn["content"].endswith("\n\nDECISION ...")
-    assert turn["content"].startswith(legal.task.instruction.strip())
+def test_the_prompt_is_the_instruction_as_system_turn_then_the_document_as_user_turn(legal):
+    system, user = prompt_turns(legal, "DECISION ...")
+    assert system == {"role": "system", "content": legal.task.instruction.strip()}
+    assert user == {"role": "user", "content": "DECISION ..."}
+
+
+def test_the_chat_template_adds_no_default_system_prompt_of_its_own(legal):
+    from harness.model_loading import load_tokenizer, resolve_model
+
+    tokenizer = load_tokenizer(resolve_model("tiny:llama"))  # the SmolLM2 tokenizer and chat template
+    text = tokenizer.apply_chat_template(prompt_turns(legal, "DECISION ..."), tokenize=False)
+    assert "SmolLM" not in text and text.count("<|im_start|>system") == 1
 
 
 def test_the_answer_is_compact_json_of_the_gold_fields():

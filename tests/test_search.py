@@ -101,7 +101,7 @@ def test_a_failing_trial_is_failed_in_both_and_the_study_goes_on(legal, mlruns, 
         return real_train(*args, **kwargs)
 
     monkeypatch.setattr(training, "train_adapter", fail_second_trial)
-    run_search(legal, SearchOptions(trials=2, profile="smoke"))
+    run_search(legal, SearchOptions(trials=2, profile="smoke", pruner="none"))
     states = [t.state.name for t in study_of(mlruns).trials]
     assert states == ["COMPLETE", "FAIL", "COMPLETE"]
     failed = study_of(mlruns).trials[1]
@@ -112,7 +112,7 @@ def test_a_failing_trial_is_failed_in_both_and_the_study_goes_on(legal, mlruns, 
 
 def test_a_pruned_trial_is_pruned_in_optuna_and_killed_in_mlflow(legal, mlruns, monkeypatch):
     # A pruner that prunes everything: the reported value is a negated loss, always below zero.
-    monkeypatch.setattr(search, "_pruner", lambda options, task: optuna.pruners.ThresholdPruner(lower=0.0))
+    monkeypatch.setattr(search, "_pruner", lambda options, task, steps: optuna.pruners.ThresholdPruner(lower=0.0))
     run_search(legal, SearchOptions(trials=1, profile="smoke"))
     (trial,) = study_of(mlruns).trials
     assert trial.state == optuna.trial.TrialState.PRUNED and trial.intermediate_values
@@ -139,7 +139,7 @@ def test_a_space_without_the_seed_recipe_is_refused(mlruns, task_copy):
 def test_a_search_killed_mid_trial_is_resumed_and_leaves_no_run_running(mlruns, tmp_path):
     env = {**os.environ, "HARNESS_MLRUNS": str(mlruns)}
     command = [str(Path(sys.executable).parent / "harness"), "search", "legal", "--trials", "2", "--profile",
-               "smoke", "--quiet", "--no-register"]  # fmt: skip
+               "smoke", "--pruner", "none", "--quiet", "--no-register"]  # fmt: skip
     worker = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and not running_trial_has_run(mlruns):
@@ -163,7 +163,7 @@ def test_a_search_killed_mid_trial_is_resumed_and_leaves_no_run_running(mlruns, 
 def test_ctrl_c_kills_the_trial_and_the_study_run_and_the_same_command_resumes(mlruns):
     env = {**os.environ, "HARNESS_MLRUNS": str(mlruns), "COLUMNS": "200"}  # tables wide enough not to wrap
     command = [str(Path(sys.executable).parent / "harness"), "search", "legal", "--trials", "2", "--profile",
-               "smoke", "--no-register"]  # fmt: skip
+               "smoke", "--pruner", "none", "--no-register"]  # fmt: skip
     worker = subprocess.Popen(
         command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         # As from a terminal: a test run started in the background (`cmd &` in a script) ignores SIGINT, and its

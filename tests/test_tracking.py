@@ -76,3 +76,19 @@ def test_harness_ui_serves_the_store_and_prints_the_page_ranking_runs_by_the_obj
             break
         time.sleep(1)
     assert not group_alive(pid)  # the server and every worker it started are gone
+
+
+def test_logging_a_table_again_replaces_it_and_the_ui_still_lists_it_as_a_table(tmp_path, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.setenv("HARNESS_MLRUNS", str(tmp_path / "mlruns"))
+    tracking.configure()
+    run_id = tracking.create_study_run("legal", "legal-tables", tags={})
+    tracking.log_table_to_run(run_id, [{"trial": 0, "f1_micro": 0.1}], "leaderboard.json")
+    tracking.log_table_to_run(run_id, [{"trial": 0, "f1_micro": 0.1}, {"trial": 1, "f1_micro": 0.4}], "leaderboard.json")
+    assert tracking.load_table_from_run(run_id, "leaderboard.json") == [
+        {"trial": 0, "f1_micro": 0.1},
+        {"trial": 1, "f1_micro": 0.4},
+    ]
+    experiment = MlflowClient().get_run(run_id).info.experiment_id
+    assert len(MlflowClient().load_table(experiment, "leaderboard.json", run_ids=[run_id])) == 2

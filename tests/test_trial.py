@@ -10,6 +10,7 @@ from mlflow.tracking import MlflowClient
 from harness import tracking
 from harness.config import metric_names, resolve_trial_config
 from harness.errors import HarnessError, TrialStopped
+from harness.training import SilentReporter
 from harness.trial import run_trial
 
 EXPECTED_PARAMS = {
@@ -117,15 +118,9 @@ def test_the_same_seed_reproduces_the_same_metrics(legal, mlruns):
 
 
 def test_a_crash_inside_training_leaves_a_failed_run_with_the_error(legal, mlruns):
-    class Exploding:
+    class Exploding(SilentReporter):
         def on_log(self, step, metrics):
             raise RuntimeError(f"boom at step {step}")
-
-        def on_evaluate(self, step, validation_loss):
-            pass
-
-        def should_stop(self, step):
-            return False
 
     with pytest.raises(RuntimeError, match="boom at step 2"):
         run_trial(legal, smoke(legal), reporter=Exploding())
@@ -137,12 +132,9 @@ def test_a_crash_inside_training_leaves_a_failed_run_with_the_error(legal, mlrun
 
 
 def test_a_stopped_trial_ends_its_run_killed_and_tagged_pruned(legal, mlruns):
-    class StopAfterFirstEvaluation:
+    class StopAfterFirstEvaluation(SilentReporter):
         def __init__(self):
             self.losses = []
-
-        def on_log(self, step, metrics):
-            pass
 
         def on_evaluate(self, step, validation_loss):
             self.losses.append((step, validation_loss))
@@ -153,7 +145,7 @@ def test_a_stopped_trial_ends_its_run_killed_and_tagged_pruned(legal, mlruns):
     reporter = StopAfterFirstEvaluation()
     config = resolve_trial_config(legal, profile="smoke", overrides={"budget.max_steps": 4})
     with pytest.raises(TrialStopped, match="stopped at step 2 on request"):
-        run_trial(legal, config, reporter=reporter)
+        run_trial(legal, config, reporter=reporter, evaluate_at_steps=(2,))
     assert [step for step, _ in reporter.losses] == [2] and reporter.losses[0][1] > 0
     client = MlflowClient()
     (run,) = client.search_runs([client.get_experiment_by_name("legal").experiment_id])

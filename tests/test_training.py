@@ -1,0 +1,134 @@
+"""Training as a trial runs it: the answer-only loss, the CPU attention kernel, batches grouped by length, k-bit
+training that keeps learning after an evaluation, and the adapter folded for generation."""
+
+from __future__ import annotations
+
+import tempfile
+import types
+from pathlib import Path
+
+import pytest
+import torch
+from transformers.models.llama.modeling_llama import eager_attention_forward
+
+from harness import model_loading, training
+from harness.config import LoraSpec, resolve_trial_config
+from harness.prompts import assistant_turn, prompt_turns
+from harness.task_data import load_split
+
+BF16 = model_loading.supports_bf16()  # as a trial decides: bf16 where the hardware runs it natively
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    reference = model_loading.resolve_model("tiny:llama")
+    return reference, model_loading.load_tokenizer(reference)
+
+
+def conversations(task, count):
+    return [{"prompt": prompt_turns(task, e.text), "completion": assistant_turn(e.fields)}
+            for e in load_split(task, "train")[:count]]  # fmt: skip
+
+
+def adapted(reference, quantization="none", targets="attn"):
+    base = model_loading.load_for_training(reference, quantization=quantization)
+    lora = LoraSpec(r=8, alpha=16, target_modules=targets)
+    return training.attach_lora(base, lora, quantization=quantization, gradient_checkpointing=False)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_the_cpu_training_attention_matches_eager_attention_and_its_gradients(dtype):
+    torch.manual_seed(0)
+    batch, heads, kv_heads, length, head_dim = 2, 6, 2, 37, 16
+    module = types.SimpleNamespace(num_key_value_groups=heads // kv_heads, training=True)
+    query = torch.randn(batch, heads, length, head_dim, dtype=dtype, requires_grad=True)
+    key = torch.randn(batch, kv_heads, length, head_dim, dtype=dtype, requires_grad=True)
+    value = torch.randn(batch, kv_heads, length, head_dim, dtype=dtype, requires_grad=True)
+    mask = torch.full((length, length), torch.finfo(dtype).min, dtype=dtype).triu(1)[None, None].repeat(batch, 1, 1, 1)
+    mask[1, :, :, 30:] = torch.finfo(dtype).min  # the second sequence is right-padded
+    grad = torch.randn(batch, length, heads, head_dim, dtype=dtype)
+    results = []
+    for attention in (eager_attention_forward, training._training_attention):
+        for tensor in (query, key, value):
+            tensor.grad = None
+        output, _ = attention(module, query, key, value, mask, head_dim**-0.5)
+        output.backward(grad)
+        results.append([output.detach(), query.grad, key.grad, value.grad])
+    tolerance = 1e-5 if dtype == torch.float32 else 3e-2  # bf16: the softmax backward reads 16-bit probabilities
+    for expected, got in zip(*results, strict=True):
+        assert got.shape == expected.shape
+        assert torch.allclose(got.float(), expected.float(), atol=tolerance, rtol=tolerance)
+
+
+def test_the_answer_only_loss_is_the_cross_entropy_of_the_answer_tokens(legal, tiny):
+    reference, tokenizer = tiny
+    config = resolve_trial_config(legal, profile="smoke", overrides={"quantization": "none"})
+    model = adapted(reference)
+    trainer = training.build_trainer(model, tokenizer, conversations(legal, 4), config.recipe, config.budget,
+                                     output_dir=Path(tempfile.mkdtemp()), bf16=BF16)  # fmt: skip
+    batch = next(iter(trainer.get_train_dataloader()))
+    assert (batch["labels"] != -100).sum() < 0.5 * batch["attention_mask"].sum()  # the prompt is not learnt
+    with torch.no_grad():
+        loss = trainer.compute_loss(model, batch)
+        with trainer.accelerator.autocast():  # the same mixed precision as the loss
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        expected = torch.nn.functional.cross_entropy(
+            logits[:, :-1].flatten(0, 1).float(), batch["labels"][:, 1:].flatten(), ignore_index=-100
+        )
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-3)
+
+
+def test_an_optimizer_step_is_accumulated_from_micro_batches_of_similar_length(legal, tiny):
+    reference, tokenizer = tiny
+    config = resolve_trial_config(legal, profile="smoke", overrides={"budget.batch_size": 8,
+                                                                     "budget.micro_batch_size": 2})  # fmt: skip
+    trainer = training.build_trainer(adapted(reference), tokenizer, conversations(legal, 64), config.recipe,
+                                     config.budget, output_dir=Path(tempfile.mkdtemp()), bf16=BF16)  # fmt: skip
+    assert trainer.args.gradient_accumulation_steps == 4 and trainer.args.per_device_train_batch_size == 2
+    batches = list(trainer.get_train_dataloader())
+    padding = sum(int((b["attention_mask"] == 0).sum()) for b in batches)
+    tokens = sum(int(b["attention_mask"].sum()) for b in batches)
+    assert len(batches) == 32 and padding < 0.02 * tokens  # grouped by length: almost no padding
+
+
+def test_k_bit_training_goes_on_learning_in_every_layer_after_an_evaluation(tiny):
+    reference, _ = tiny
+    model = adapted(reference, quantization="nf4")
+    ids = torch.randint(0, 1000, (1, 16))
+    model.eval()
+    with torch.no_grad():
+        model(input_ids=ids)  # as a pruning rung's validation loss does, mid-training
+    model.train()
+    model(input_ids=ids, labels=ids).loss.backward()
+    first_layer = [p.grad for name, p in model.named_parameters() if "layers.0." in name and "lora_B" in name]
+    assert first_layer and all(g is not None and g.abs().sum() > 0 for g in first_layer)
+
+
+@pytest.mark.parametrize("quantization", ["none", "nf4"])
+def test_the_folded_model_generates_what_the_adapted_model_computes(tiny, quantization):
+    reference, _ = tiny
+    model = adapted(reference, quantization=quantization, targets="all")
+    with torch.no_grad():  # a trained adapter: B is no longer zero
+        for name, parameter in model.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(0, 0.02)
+    ids = torch.randint(0, 1000, (2, 12))
+    model.eval()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=False):
+        expected = model(input_ids=ids).logits.float()
+    folded = training.fold_adapter_for_generation(model, dtype=torch.float32)
+    assert not [m for m in folded.modules() if "lora" in type(m).__name__.lower()]
+    with torch.no_grad():
+        got = folded(input_ids=ids).logits.float()
+    assert torch.allclose(got, expected, atol=3e-2 if BF16 or quantization == "nf4" else 1e-4)  # bf16 rounding
+
+
+def test_a_budget_counts_optimizer_steps_as_the_trainer_does(legal, tiny):
+    reference, tokenizer = tiny
+    overrides = {"budget.epochs": 1, "budget.train_examples": 10, "budget.batch_size": 4, "budget.micro_batch_size": 2}
+    config = resolve_trial_config(legal, profile="smoke", overrides=overrides)
+    result = training.train_adapter(adapted(reference), tokenizer, conversations(legal, 10), config.recipe,
+                                    config.budget, output_dir=Path(tempfile.mkdtemp()), bf16=BF16,
+                                    reporter=training.SilentReporter())  # fmt: skip
+    assert result.steps == config.budget.total_steps(available_examples=10) == 3  # 5 micro-batches, 2 a step
+    assert result.tokens > 0
