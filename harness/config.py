@@ -230,7 +230,7 @@ class PruningSpec(Strict):
         """The steps at which a trial reports its validation loss: first_rung x total, then x reduction_factor,
         below the total (a trial that reaches the total completes and is scored)."""
         first = max(1, round(self.first_rung * total_steps))
-        rungs = []
+        rungs: list[int] = []
         while first * self.reduction_factor ** len(rungs) < total_steps:
             rungs.append(first * self.reduction_factor ** len(rungs))
         return tuple(rungs)

@@ -262,7 +262,7 @@ def load_for_training(model: ResolvedModel, *, quantization: str) -> Any:
     elif quantization != "none":
         raise HarnessError(f"unknown quantization {quantization!r}; expected none, int8 or nf4")
     on_gpu = torch.cuda.is_available()
-    model = AutoModelForCausalLM.from_pretrained(
+    loaded = AutoModelForCausalLM.from_pretrained(
         model.path,
         dtype=dtype,
         quantization_config=quantization_config,
@@ -270,10 +270,10 @@ def load_for_training(model: ResolvedModel, *, quantization: str) -> Any:
         use_safetensors=True,
         trust_remote_code=False,
     )
-    for module in model.modules():
+    for module in loaded.modules():
         # bitsandbytes repacks 4-bit weights into a CPU inference layout the first time a layer runs in eval mode
         # without gradients (a pruning evaluation mid-training, say), and that layout has no backward pass: the
         # layers below would silently stop learning. Training keeps the trainable layout.
         if getattr(module, "support_avx512bf16_for_cpu", False):
             module.support_avx512bf16_for_cpu = False
-    return model
+    return loaded

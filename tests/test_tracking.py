@@ -85,7 +85,8 @@ def test_logging_a_table_again_replaces_it_and_the_ui_still_lists_it_as_a_table(
     tracking.configure()
     run_id = tracking.create_study_run("legal", "legal-tables", tags={})
     tracking.log_table_to_run(run_id, [{"trial": 0, "f1_micro": 0.1}], "leaderboard.json")
-    tracking.log_table_to_run(run_id, [{"trial": 0, "f1_micro": 0.1}, {"trial": 1, "f1_micro": 0.4}], "leaderboard.json")
+    both_trials = [{"trial": 0, "f1_micro": 0.1}, {"trial": 1, "f1_micro": 0.4}]
+    tracking.log_table_to_run(run_id, both_trials, "leaderboard.json")
     assert tracking.load_table_from_run(run_id, "leaderboard.json") == [
         {"trial": 0, "f1_micro": 0.1},
         {"trial": 1, "f1_micro": 0.4},
