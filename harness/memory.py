@@ -47,6 +47,7 @@ class ModelShape:
     layers: int
     vocab_size: int
     kv_size: int  # key/value projection width (GQA)
+    attention_heads: int = 1
 
 
 def read_model_shape(model_dir: Path) -> ModelShape:
@@ -66,6 +67,7 @@ def read_model_shape(model_dir: Path) -> ModelShape:
         layers=layers,
         vocab_size=vocab,
         kv_size=kv_size,
+        attention_heads=heads,
     )
 
 
@@ -99,7 +101,7 @@ def estimate_peak_memory(
     lora = lora_parameters(shape, lora_rank, target_modules)
     # LoRA weights in fp32 + gradient + AdamW's two moments.
     adapter_state = lora * 4 * 4
-    tokens = batch_size * sequence_length
+    tokens = batch_size * sequence_length  # one micro-batch
     # Per layer and token: the residual stream, attention inputs/outputs and the MLP's wide intermediates are
     # kept for the backward pass; checkpointing keeps one hidden state per layer instead.
     per_layer_token = shape.hidden_size * (2 if gradient_checkpointing else 8) + (
@@ -109,10 +111,13 @@ def estimate_peak_memory(
         # LoRA dropout keeps its own copy of each adapted layer's input for the backward pass.
         h, i = shape.hidden_size, shape.intermediate_size
         per_layer_token += {"attn": 4 * h, "mlp": 2 * h + i, "all": 6 * h + i}[target_modules]
-    activations = tokens * shape.layers * per_layer_token * compute_bytes
-    # Logits, their log-softmax, gradient and TRL's entropy and accuracy statistics: about five fp32 copies of
-    # batch x length x vocabulary (measured on the tiny model, whose memory is almost all logits).
-    logits = tokens * shape.vocab_size * 4 * 5
+    activations: float = tokens * shape.layers * per_layer_token * compute_bytes
+    if not on_gpu and not gradient_checkpointing:
+        # CPU training attention keeps its 16-bit probabilities: heads x the causal blocks' share (5/8) of length².
+        activations += batch_size * shape.layers * shape.attention_heads * sequence_length**2 * 5 / 8 * 2
+    # The loss projects only the answer positions (about a fifth of a sequence): their logits, log-softmax and
+    # gradient in fp32.
+    logits = tokens * 0.2 * shape.vocab_size * 4 * 3
     parts = {
         "weights": weights / MB,
         "adapter+optimizer": adapter_state / MB,

@@ -194,7 +194,7 @@ def _estimate_memory(config: TrialConfig, model_dir: Path, *, bf16: bool) -> Mem
         lora_rank=config.recipe.lora.r,
         target_modules=config.recipe.lora.target_modules,
         lora_dropout=config.recipe.lora.dropout,
-        batch_size=config.budget.batch_size,
+        batch_size=config.budget.micro_batch_size or config.budget.batch_size,
         sequence_length=config.budget.max_seq_length,
         gradient_checkpointing=config.budget.gradient_checkpointing,
         on_gpu=torch.cuda.is_available(),
