@@ -216,6 +216,7 @@ def forecast_search(
         zero_shot=finished == 0,
         test_examples=len(load_split(task, "test")),
         generation_batch_size=GENERATION_BATCH_SIZE,
+        promoted=estimates.promotion_share(options.sampler, pruning),
     )
     return estimates.Forecast(estimate, workload, base.budget, rungs, GENERATION_BATCH_SIZE)
 
@@ -738,10 +739,13 @@ def _after_trial(
             steps=total_steps if complete else (trial.last_step or total_steps),
             complete=complete,
         )
-    progress.seconds_left = forecast.seconds_left(progress.total - progress.finished)
     if trial.state == TrialState.FAIL and SURPLUS_ATTR not in trial.user_attrs:
         progress.last_failure = f"trial {trial.number}: {trial.user_attrs.get('harness.error', 'interrupted')}"
     _update_best(study, progress)
+    if progress.best_trial is not None:
+        best_metrics = study.best_trial.user_attrs.get("metrics", {})
+        forecast.refit_tokens_per_second = best_metrics.get("train_tokens_per_second") or None
+    progress.seconds_left = forecast.seconds_left(progress.total - progress.finished)
     if progress.best_value is not None:
         tracking.log_to_run(
             parent_run_id,
