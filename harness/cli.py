@@ -252,7 +252,9 @@ def search(
     ] = None,
     pool_worker: Annotated[bool, typer.Option("--pool-worker", hidden=True)] = False,
     no_register: Annotated[bool, typer.Option("--no-register", help="Do not register the best trial.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", help="Log lines only, no live view.")] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", help="Log lines only, no live view (the default when output is not a terminal).")
+    ] = False,
 ) -> None:
     """Search LoRA / QLoRA recipes with an Optuna study tracked in MLflow; prints the ranked trials.
 
@@ -293,7 +295,8 @@ def search(
     if not pool_worker:
         console.print(f"profile [bold]{chosen}[/bold] ({reason})", highlight=False)
     try:
-        summary = _run_with_progress(config, options, quiet=quiet or pool_worker)
+        # A live view redrawn into a log file shows nothing until the end: log lines there instead.
+        summary = _run_with_progress(config, options, quiet=quiet or pool_worker or not errors.is_terminal)
     except KeyboardInterrupt:
         # The search has recorded the stop (trial FAIL, its run KILLED, and the study's run if no other worker
         # runs): say so, no traceback.
@@ -839,7 +842,12 @@ def results(
     config = load_task(task)
     chosen, _ = _choose_profile(config, profile)
     tracking.configure(tracking_uri)
-    written = write_results(config, study_name=study or f"{config.task.name}-{chosen}", out_dir=out)
+    written = write_results(
+        config,
+        study_name=study or f"{config.task.name}-{chosen}",
+        out_dir=out,
+        on_progress=lambda line: errors.print(line, markup=False, highlight=False),
+    )
     console.print(f"Results: {written.markdown} and {written.figures} ({len(written.pngs)} PNGs beside them)")
 
 

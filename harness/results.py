@@ -14,6 +14,7 @@ import platform
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +22,7 @@ from typing import Any
 
 from evaluators.scoring import score_outputs
 from harness import registry, tracking
-from harness.config import TaskConfig, resolve_trial_config
+from harness.config import TaskConfig
 from harness.errors import HarnessError
 from harness.estimates import minutes
 from harness.task_data import load_split
@@ -38,8 +39,12 @@ class Results:
     pngs: list[Path]
 
 
-def write_results(task: TaskConfig, *, study_name: str, out_dir: Path) -> Results:
-    """Evaluate the ladder on every stored eval set (or read the cached figures) and write the page."""
+def write_results(
+    task: TaskConfig, *, study_name: str, out_dir: Path, on_progress: Callable[[str], None] | None = None
+) -> Results:
+    """Evaluate the ladder on every stored eval set (or read the cached figures) and write the page; `on_progress`
+    hears of each evaluation (minutes each on a CPU)."""
+    say = on_progress or (lambda line: None)
     parent = tracking.find_study_run(task.task.name, study_name)
     if parent is None:
         raise HarnessError(f"no study {study_name!r} in experiment {task.task.name}: run `harness search` first")
@@ -87,7 +92,9 @@ def write_results(task: TaskConfig, *, study_name: str, out_dir: Path) -> Result
     timings: dict[str, float] = {}
     for eval_set in eval_sets:
         for stage, run_id, prefix, evaluate in evaluations:
+            say(f"{stage} on {eval_set}: ...")
             metrics, seconds = _cached(run_id, eval_set, evaluate, prefix=prefix)
+            say(f"{stage} on {eval_set}: f1_micro {metrics.get('f1_micro', float('nan')):.3f} ({minutes(seconds)})")
             ladder.setdefault(stage, {})[eval_set] = metrics
             timings[f"{stage} on {eval_set}"] = round(seconds, 1)
         rules = _rule_baseline(task, eval_set)
@@ -177,12 +184,11 @@ def _evaluate(task: TaskConfig, model: str, eval_set: str, max_new_tokens: int) 
 def _evaluate_run(task: TaskConfig, run_id: str, eval_set: str, max_new_tokens: int) -> dict[str, float]:
     """A trial's adapter, as trained (on its int8 or nf4 base when it was trained on one), on an eval set."""
     params = tracking.run_params(run_id)
-    config = resolve_trial_config(task, profile=params["profile"], model=params["model"])
     with tempfile.TemporaryDirectory() as directory:
         adapter = tracking.download_run_artifacts(run_id, "adapter", Path(directory))
         scores, _ = evaluate_model(
             task,
-            config.model,
+            params["model"],
             adapter=adapter,
             split=eval_set,
             max_new_tokens=max_new_tokens,
@@ -219,8 +225,14 @@ def _stages(
             "pruned": sum(r["state"] == "PRUNED" for r in finished),
             "train_tokens": round(sum(_tokens(r) for r in finished)),
             "peak_memory_mb": max((float(r.get("peak_memory_mb") or 0) for r in finished), default=0.0),
+            "estimate": study["tags"].get("harness.estimate"),
         }
     }
+    if version is not None:
+        # The main job's whole wall time: from the study's start to the registered version (its test evaluation
+        # and alias come after the refit run ends).
+        created = next(v for v in tracking.model_versions(version[0]) if int(v.version) == version[1])
+        stages["search"]["to_registered_seconds"] = round(created.creation_timestamp / 1000 - study["started"], 1)
     for label, row in (("seed recipe trial", seed), ("best trial", best)):
         stages[label] = _run_stage(row["mlflow_run_id"])
     if version is not None:
@@ -339,6 +351,11 @@ def _markdown(task: TaskConfig, figures: dict[str, Any], pngs: list[Path]) -> st
             ]
         )
     lines += _md_table(["stage", "wall", "training (s)", "training tokens", "peak memory (GB)", "trials"], rows)
+    search = figures["stages"]["search"]
+    if search.get("to_registered_seconds"):
+        lines += ["", f"From the study's start to the registered version: {minutes(search['to_registered_seconds'])}."]
+    if search.get("estimate"):
+        lines += ["", f"What `harness search` estimated before it started: {search['estimate']}."]
     lines += ["", "## Leaderboard", ""]
     params = sorted({k for r in figures["leaderboard"] for k in r if "." in k or k == "quantization"})
     lines += _md_table(

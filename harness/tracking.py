@@ -254,6 +254,7 @@ def run_info(run_id: str) -> dict[str, Any]:
     return {
         "tags": dict(run.data.tags),
         "status": run.info.status,
+        "started": run.info.start_time / 1000,  # seconds since the epoch
         "duration_seconds": round((end - run.info.start_time) / 1000, 1),
     }
 

@@ -1,0 +1,65 @@
+"""The results page: the ladder on every stored eval set, each stage's cost, the leaderboard, written from a study,
+and cached on the runs so that writing it again evaluates nothing."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from harness import tracking
+from harness.config import load_task
+from harness.registry import register_trial
+from harness.results import write_results
+from harness.search import SearchOptions, run_search
+
+
+@pytest.fixture
+def registered_study(legal_test_head, tmp_path, monkeypatch):
+    monkeypatch.setenv("HARNESS_MLRUNS", str(tmp_path / "mlruns"))
+    tracking.configure()
+    task = load_task(str(legal_test_head(6)))
+    summary = run_search(task, SearchOptions(trials=2, profile="smoke", pruner="none"))
+    register_trial(task, study_name=summary.study_name)
+    return task, summary
+
+
+def test_the_page_shows_the_ladder_on_every_stored_set_and_the_leaderboard(registered_study, tmp_path):
+    task, summary = registered_study
+    heard: list[str] = []
+    out_dir = tmp_path / "results"
+    written = write_results(task, study_name=summary.study_name, out_dir=out_dir, on_progress=heard.append)
+    figures = json.loads(written.figures.read_text())
+    # Each evaluation is announced before it runs and its result said after.
+    assert heard[0] == "zero-shot on test-head-v1: ..."
+    said = [line for line in heard if "f1_micro" in line]
+    stages = ("zero-shot", "seed recipe", "best trial", "registered")
+    assert [line.split(":")[0] for line in said] == [f"{stage} on test-head-v1" for stage in stages]
+    registered_f1 = figures["ladder"]["registered"]["test-head-v1"]["f1_micro"]
+    assert said[-1].startswith(f"registered on test-head-v1: f1_micro {registered_f1:.3f} (")
+    assert list(figures["ladder"]) == ["zero-shot", "rule baseline", "seed recipe", "best trial", "registered"]
+    for stage in figures["ladder"].values():
+        assert set(stage) == {"test-head-v1"} and stage["test-head-v1"]["n"] == 6
+    # The rule baseline is computed, not stored: it reads the decisions and finds real values.
+    assert figures["ladder"]["rule baseline"]["test-head-v1"]["f1_micro"] > 0.3
+    assert figures["registered:legal-extractor/1"] == figures["ladder"]["registered"]
+    assert {"search", "seed recipe trial", "best trial", "refit and registration"} <= set(figures["stages"])
+    assert figures["stages"]["search"]["trials"] == 2 and figures["stages"]["search"]["train_tokens"] > 0
+    assert [row["trial"] for row in sorted(figures["leaderboard"], key=lambda r: r["trial"])] == [0, 1]
+    assert figures["machine"]["cores"] >= 1 and "avx512_bf16" in figures["machine"]
+
+    page = written.markdown.read_text()
+    assert "### test-head-v1" in page and "| rule baseline |" in page and "## Leaderboard" in page
+    assert all(png.exists() and png.name in page for png in written.pngs)
+
+
+def test_writing_the_page_again_reads_the_cached_evaluations(registered_study, tmp_path):
+    task, summary = registered_study
+    write_results(task, study_name=summary.study_name, out_dir=tmp_path / "first")
+    seed_run = next(r["mlflow_run_id"] for r in summary.rows if r["seed_recipe"])
+    cached = MlflowClient().get_run(seed_run).data.metrics
+    assert "stored/test-head-v1/f1_micro" in cached and "stored/test-head-v1/seconds" in cached
+    second = write_results(task, study_name=summary.study_name, out_dir=tmp_path / "second")
+    first_figures = json.loads((tmp_path / "first" / second.figures.name).read_text())
+    assert json.loads(second.figures.read_text())["ladder"] == first_figures["ladder"]
