@@ -2,11 +2,12 @@
 without pruning, on the real model, over several seeds.
 
     .venv/bin/python bench/search_strategies.py [--profile cpu] [--trials 12] [--seeds 0 1 2]
-        [--train-examples 80] [--out bench/search_strategies.json]
+        [--train-examples 80] [--validation-examples 32] [--out bench/search_strategies.json]
 
 For each seed both contenders run the same number of trials (trial 0 the seed recipe in both) in fresh studies
 and MLflow stores under a temporary directory, in this one process, at the profile's budget with its training
-examples cut to `--train-examples` (the cpu profile's 160 would make 3 seeds of random search take hours).
+examples cut to `--train-examples` and its validation examples to `--validation-examples` (random search
+without pruning generates for every trial: at the full budget 3 seeds of it take hours on 2 cores).
 Compute is the wall time of the trials (training, pruning evaluations, generation and scoring), the zero-shot
 baseline left out (both run it once). For each seed it prints the best validation objective of each contender,
 and the share of random search's compute the default needed to reach random search's best (its anytime curve:
@@ -30,11 +31,11 @@ from harness.results import machine_description
 from harness.search import SearchOptions, run_search
 
 
-def task_with_budget(task_name: str, profile: str, train_examples: int, directory: Path):
-    """The task's YAML with the profile's training examples cut, in `directory` (eval sets where they are)."""
+def task_with_budget(task_name: str, profile: str, budget: dict[str, int], directory: Path):
+    """The task's YAML with the profile's budget values replaced, in `directory` (eval sets where they are)."""
     source = SEARCH_SPACES_DIR / f"{task_name}.yaml"
     data = yaml.safe_load(source.read_text())
-    data["profiles"][profile]["budget"]["train_examples"] = train_examples
+    data["profiles"][profile]["budget"].update(budget)
     for eval_set in data["data"]["eval_sets"]:
         eval_set["path"] = str((source.parent / eval_set["path"]).resolve())
     path = directory / f"{task_name}.yaml"
@@ -84,12 +85,14 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=12)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--train-examples", type=int, default=80)
+    parser.add_argument("--validation-examples", type=int, default=32)
     parser.add_argument("--out", type=Path, default=None, help="also write every figure as JSON here")
     args = parser.parse_args()
 
     results = []
     with tempfile.TemporaryDirectory() as directory:
-        task = task_with_budget(args.task, args.profile, args.train_examples, Path(directory))
+        budget = {"train_examples": args.train_examples, "validation_examples": args.validation_examples}
+        task = task_with_budget(args.task, args.profile, budget, Path(directory))
         for seed in args.seeds:
             common = {"profile": args.profile, "trials": args.trials, "seed": seed}
             default = run_study(task, sampler="tpe", pruner="halving", **common)
@@ -106,7 +109,8 @@ def main() -> None:
             )
     machine = machine_description()
     shares = [r["share_to_reach"] for r in results]
-    print(f"task {args.task}, profile {args.profile} cut to {args.train_examples} training examples,"
+    print(f"task {args.task}, profile {args.profile} cut to {args.train_examples} training and"
+          f" {args.validation_examples} validation examples,"
           f" {args.trials} trials a study; {machine['cpu']}, {machine['cores']} cores,"
           f" avx512_bf16 {machine['avx512_bf16']}")  # fmt: skip
     total_default = sum(r["default"]["compute_seconds"] for r in results)

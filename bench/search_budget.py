@@ -1,0 +1,112 @@
+"""What `harness search legal --trials 30` costs, refit and registration included, on machines this one is not:
+the estimate `harness search` prints before it starts, computed on paper for other machines.
+
+    .venv/bin/python bench/search_budget.py [--task legal] [--trials 30]
+
+The cost model is harness's own (`harness/estimates.py`: operations counted from the model's shape and the task's
+token counts, over a machine's matmul rate times the share of it each kind of work reaches). Here the matmul rate
+is given instead of measured:
+
+- this machine, measured (the figure `harness search` uses);
+- 2 AVX2-only cores: fp32, 68 GFLOP/s (measured on those machines with a 1024² fp32 matmul; README);
+- one A100 80 GB and one H100 80 GB with Llama 3.1 8B: bf16 dense matmul rates of 280 and 700 TFLOP/s (about
+  90% and 70% of the datasheet peaks of 312 and 989, what large bf16 GEMMs reach on them).
+
+For the GPU profile it also prints the estimate with training as slow as the seed's pessimistic figure says
+("Llama 3.1 8B on an A100: 3,200 examples x 3 epochs in 4 hours"), loading and generation as the model has them.
+Token counts come from the task's training examples through the embedded model's tokenizer (Llama 3's larger
+vocabulary gives fewer tokens for the same text: an overestimate).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from harness import estimates, model_loading
+from harness.config import load_task, resolve_trial_config
+from harness.memory import ModelShape, read_model_shape
+from harness.prompts import compact_json, prompt_turns
+from harness.task_data import load_split
+from harness.trial import GENERATION_BATCH_SIZE
+
+# meta-llama/Llama-3.1-8B-Instruct's config.json (not downloaded here: no hub access at run time).
+LLAMA_31_8B = ModelShape(
+    parameters=8_030_261_248,
+    embedding_parameters=2 * 128_256 * 4096,
+    hidden_size=4096,
+    intermediate_size=14336,
+    layers=32,
+    vocab_size=128_256,
+    kv_size=8 * 128,
+    attention_heads=32,
+)
+SEED_REFIT_HOURS = 4.0  # the seed's "8B, A100, 3,200 examples x 3 epochs, 4 hours"
+
+
+def estimate(task, profile: str, machine: estimates.Machine, shape: ModelShape, tokens, trials: int):
+    base = resolve_trial_config(task, profile=profile)
+    refit = resolve_trial_config(task, profile=profile, refit=True).budget
+    available = len(load_split(task, "train"))
+    workload = estimates.Workload(machine, shape, tokens)
+    return estimates.search_estimate(
+        workload,
+        base.budget,
+        refit,
+        trials=trials,
+        total_steps=base.budget.total_steps(available),
+        refit_steps=refit.total_steps(available),
+        pruning=task.search.pruning,
+        zero_shot=True,
+        test_examples=len(load_split(task, "test")),
+        generation_batch_size=GENERATION_BATCH_SIZE,
+        promoted=estimates.promotion_share("tpe", task.search.pruning),
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", default="legal")
+    parser.add_argument("--trials", type=int, default=30)
+    args = parser.parse_args()
+
+    task = load_task(args.task)
+    embedded = model_loading.resolve_model(resolve_trial_config(task, profile="cpu").model)
+    tokenizer = model_loading.load_tokenizer(embedded)
+    sample = load_split(task, "train")[:64]
+    tokens = estimates.mean_token_counts(
+        tokenizer, [prompt_turns(task, e.text) for e in sample], [compact_json(e.fields) for e in sample]
+    )
+    print(f"token counts (embedded tokenizer, 64 training examples): prompt {tokens.prompt:.0f}, answer"
+          f" {tokens.answer:.0f}")  # fmt: skip
+    here = estimates.measure_machine()
+    cpu_shape = read_model_shape(embedded.path)
+    machines = [
+        ("cpu", here, cpu_shape),
+        ("cpu", estimates.Machine("cpu", "2 AVX2-only cores, fp32", 68e9), cpu_shape),
+        ("gpu", estimates.Machine("cuda", "A100 80 GB, bf16", 280e12), LLAMA_31_8B),
+        ("gpu", estimates.Machine("cuda", "H100 80 GB, bf16", 700e12), LLAMA_31_8B),
+    ]
+    for profile, machine, shape in machines:
+        result = estimate(task, profile, machine, shape, tokens, args.trials)
+        print(f"{profile} on {machine.description} ({machine.matmul_flops / 1e9:,.0f} GFLOP/s): {result.describe()}")
+
+    # The seed's figure as the unit: training (trials and refit) at the share of the A100's rate that "3,200 x 3
+    # epochs in 4 hours" implies; loading, generation and logging as the model has them.
+    a100 = estimates.Workload(machines[2][1], LLAMA_31_8B, tokens)
+    refit = resolve_trial_config(task, profile="gpu", refit=True).budget
+    refit_training = a100.train_seconds(
+        refit.train_examples * (refit.epochs or 1), checkpointing=refit.gradient_checkpointing
+    )
+    slower = SEED_REFIT_HOURS * 3600 / refit_training
+    measured_share = estimates.EFFICIENCY["cuda"]
+    estimates.EFFICIENCY["cuda"] = {**measured_share, "train": measured_share["train"] / slower}
+    try:
+        result = estimate(task, "gpu", machines[2][1], LLAMA_31_8B, tokens, args.trials)
+    finally:
+        estimates.EFFICIENCY["cuda"] = measured_share
+    print(f"gpu on an A100 training as slowly as the seed's {SEED_REFIT_HOURS:.0f} h refit says ({slower:.1f}x slower"
+          f" than the FLOP model): {result.describe()}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
