@@ -120,7 +120,8 @@ def promotion_share(sampler: str, pruning: PruningSpec | None) -> float | None:
     learns (tpe, gp)."""
     if pruning is None:
         return None
-    return max(1 / pruning.reduction_factor, LEARNING_SAMPLER_PROMOTION if sampler != "random" else 0.0)
+    halving = 1 / pruning.reduction_factor
+    return halving if sampler == "random" else max(halving, LEARNING_SAMPLER_PROMOTION)
 
 
 def trial_fates(
