@@ -62,6 +62,8 @@ _MULTIPLIERS = {
 }
 _CURRENCY = re.compile(r"(rubles|roubles|ruble|rouble|rub|rur|руб|₽)\.?", re.IGNORECASE)
 _KOPECKS = re.compile(r"(\d+)\s*(kopecks|kopeks|kopeck|kop)\.?", re.IGNORECASE)
+# No amount is written in more characters than this ("1 250 000 rubles 50 kopecks" has 27); longer text is not one.
+MAX_NUMBER_CHARS = 100
 _DATE_FORMATS = ("%Y-%m-%d", "%d.%m.%Y", "%Y/%m/%d", "%d %B %Y", "%B %d, %Y", "%d %b %Y", "%b %d, %Y")
 
 
@@ -82,14 +84,14 @@ def parse_number(value: Any) -> float | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
-        return float(value) if math.isfinite(value) else None
-    if not isinstance(value, str):
+        return _finite(value)
+    if not isinstance(value, str) or len(value) > MAX_NUMBER_CHARS:
         return None
     text = value.casefold().replace("\u00a0", " ").replace("\u202f", " ")
     kopecks = 0.0
     kopeck_match = _KOPECKS.search(text)
     if kopeck_match:
-        kopecks = int(kopeck_match.group(1)) / 100
+        kopecks = (_finite(int(kopeck_match.group(1))) or 0.0) / 100
         text = text[: kopeck_match.start()] + text[kopeck_match.end() :]
     text = _CURRENCY.sub(" ", text).strip()
     multiplier = 1.0
@@ -109,7 +111,17 @@ def parse_number(value: Any) -> float | None:
         number = float(text)
     except ValueError:
         return None
-    return round(number * multiplier + kopecks, 6)
+    total = _finite(number * multiplier + kopecks)
+    return None if total is None else round(total, 6)
+
+
+def _finite(number: int | float) -> float | None:
+    """As a float, or None when it is not a finite one (NaN, infinity, an integer past float's range)."""
+    try:
+        converted = float(number)
+    except OverflowError:
+        return None
+    return converted if math.isfinite(converted) else None
 
 
 def _unify_decimal_mark(text: str) -> str:

@@ -17,18 +17,25 @@ from evaluators.normalization import FieldLike, is_schema_valid, normalize_value
 
 _DECODER = json.JSONDecoder()
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL | re.IGNORECASE)
+# A model can emit anything. Bounds that keep scoring one output fast whatever it holds (an answer is a few hundred
+# characters): the object is looked for in the first MiB, from at most this many opening braces.
+MAX_OUTPUT_CHARS = 1 << 20
+MAX_OBJECT_STARTS = 256
 
 
 def extract_json_object(output: str) -> dict[str, Any] | None:
-    """The first JSON object in the text: inside a code fence or surrounded by prose; None if there is none."""
+    """The first JSON object in the text: inside a code fence or surrounded by prose; None if there is none (or it
+    cannot be read: nested past the parser's depth, an integer of more than 4,300 digits)."""
     if not isinstance(output, str):
         return None
+    output = output[:MAX_OUTPUT_CHARS]
     candidates = [match.group(1) for match in _FENCE.finditer(output)] + [output]
     for candidate in candidates:
-        for start in (i for i, char in enumerate(candidate) if char == "{"):
+        starts = (i for i, char in enumerate(candidate) if char == "{")
+        for _, start in zip(range(MAX_OBJECT_STARTS), starts, strict=False):
             try:
                 value, _ = _DECODER.raw_decode(candidate, start)
-            except json.JSONDecodeError:
+            except (ValueError, RecursionError):  # JSONDecodeError, the int digit limit, deep nesting
                 continue
             if isinstance(value, dict):
                 return value
