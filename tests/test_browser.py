@@ -16,6 +16,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from harness import tracking
+from tests.conftest import component_missing
 
 HARNESS = str(Path(sys.executable).parent / "harness")
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
@@ -36,8 +37,7 @@ CHROMIUM_FLAGS = [
 def browser():
     if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
         reason = f"no {CHROMIUM} and {CHROMEDRIVER}: `make setup` installs Debian's chromium and chromium-driver"
-        print(f"\nbrowser test skipped: {reason}")
-        pytest.skip(reason)
+        component_missing(reason)
     from selenium import webdriver
     from selenium.webdriver.chrome.options import Options
     from selenium.webdriver.chrome.service import Service
