@@ -241,6 +241,9 @@ def search(
     seed: Annotated[int, typer.Option(help="Sampler seed.")] = 0,
     timeout: Annotated[float | None, typer.Option(help="Stop starting new trials after this many seconds.")] = None,
     max_memory: Annotated[str | None, typer.Option(help="Skip trials whose estimated peak exceeds this.")] = None,
+    max_failures: Annotated[
+        int, typer.Option(help="Stop (exit 1, finished trials kept) after this many trials in a row failed.")
+    ] = 3,
     storage: StorageOption = None,
     tracking_uri: TrackingUriOption = None,
     n_workers: Annotated[
@@ -287,6 +290,7 @@ def search(
         max_memory_mb=parse_size(max_memory) if max_memory else None,
         storage=storage_url,
         worker_index=worker_index if worker_index is not None else workers.worker_index_from_environment(),
+        max_failures=max_failures,
     )
     uri = tracking.configure(tracking_uri)
     if n_workers > 1:
@@ -341,7 +345,7 @@ def _run_worker_pool(
 
     arguments = ["search", task, "--trials", str(options.trials), "--profile", options.profile]
     arguments += ["--study", options.study_name, "--sampler", options.sampler, "--pruner", options.pruner]
-    arguments += ["--seed", str(options.seed), "--quiet", "--pool-worker"]
+    arguments += ["--seed", str(options.seed), "--max-failures", str(options.max_failures), "--quiet", "--pool-worker"]
     # Storage and tracking URI through the environment: `ps` shows command lines, and they may hold a password.
     shared = {"HARNESS_STORAGE": options.storage, "HARNESS_TRACKING_URI": uri}
     arguments += ["--model", options.model] if options.model else []
@@ -580,8 +584,17 @@ def regress(
         bool, typer.Option("--update-baseline", help="Store this run's figures as the expectations.")
     ] = False,
     tolerance: Annotated[
-        float, typer.Option(min=0.0, help="With --update-baseline: how far below each figure still passes.")
-    ] = 0.01,
+        float | None,
+        typer.Option(
+            min=0.0,
+            help="With --update-baseline: how far below each figure still passes (default: each metric's stored"
+            " tolerance, 0.01 for a new one).",
+        ),
+    ] = None,
+    accept_regression: Annotated[
+        bool,
+        typer.Option("--accept-regression", help="With --update-baseline: store figures worse than the stored ones."),
+    ] = False,
     tracking_uri: TrackingUriOption = None,
 ) -> None:
     """Check a model (default @champion) on every stored eval set against the expectations stored beside it."""
@@ -592,7 +605,12 @@ def regress(
     config = load_task(task)
     tracking.configure(tracking_uri)
     results = run_regression(
-        config, model=model, eval_set=eval_set, update_baseline=update_baseline, tolerance=tolerance
+        config,
+        model=model,
+        eval_set=eval_set,
+        update_baseline=update_baseline,
+        tolerance=tolerance,
+        accept_regression=accept_regression,
     )
     for result in results:
         table = Table(title=f"{result.model} on {result.eval_set}")
@@ -625,7 +643,13 @@ def serve(
         "127.0.0.1"
     ),
     port: Annotated[int, typer.Option(help="Port of the OpenAI-compatible server.")] = 8000,
-    api_key: Annotated[str | None, typer.Option(help="Require this bearer key on every request.")] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            envvar="HARNESS_API_KEY",
+            help="Require this bearer key on every request; better from the environment, which `ps` does not show.",
+        ),
+    ] = None,
     max_model_len: Annotated[int, typer.Option(help="Longest prompt + answer in tokens.")] = 2048,
     lora: Annotated[
         bool, typer.Option("--lora", help="Serve the base model with the version's adapter unmerged (vLLM LoRA).")
@@ -648,6 +672,8 @@ def serve(
     config = load_task(task)
     tracking.configure(tracking_uri)
     options = serving.ServerOptions(host=host, port=port, api_key=api_key, max_model_len=max_model_len)
+    if warning := serving.exposure_warning(options):
+        errors.print(f"warning: {warning}", markup=False)
     server, version, served_dir = serving.serve_registered(config, alias, options, lora=lora)
     how = f"adapter {served_dir} on its base model (LoRA, unmerged)" if lora else f"weights in {served_dir}"
     console.print(f"Serving {server.served_name} v{version} (@{alias}, {how}) at {server.base_url}", highlight=False)

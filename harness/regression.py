@@ -10,6 +10,7 @@ A model is `models:/NAME@ALIAS` or `models:/NAME/VERSION` (the registry), `runs:
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -87,10 +88,14 @@ def regress(
     model: str | None = None,
     eval_set: str | None = None,
     update_baseline: bool = False,
-    tolerance: float = DEFAULT_TOLERANCE,
+    tolerance: float | None = None,
+    accept_regression: bool = False,
 ) -> list[SetCheck]:
     """Evaluate `model` (default `@champion`) on every stored eval set (or one) and check it against the stored
-    expectations; with `update_baseline`, store this run's figures as the expectations instead."""
+    expectations; with `update_baseline`, store this run's figures as the expectations instead.
+
+    An update keeps each metric's stored tolerance (`tolerance` replaces them all; new metrics get the default),
+    and refuses figures that regress from the stored ones unless `accept_regression`: nothing is written then."""
     model = model or default_model(task)
     sets = [s for s in task.data.eval_sets if eval_set in (None, s.name)]
     if not sets:
@@ -105,7 +110,7 @@ def regress(
                     " run `harness regress` with --update-baseline to store this model's figures"
                 )
     max_new_tokens, model_dir = _resolve(task, model, stored)
-    results = []
+    figures = {}
     for spec in sets:
         path = expectations_path(task, spec, model)
         expectation = stored[spec.name]
@@ -114,15 +119,50 @@ def regress(
                 f"{path} was stored for another version of {spec.name} (sha256 {expectation.get('sha256')}, now"
                 f" {spec.sha256}); a stored set never changes: add a new set, or store new expectations"
             )
-        got = _evaluate(task, spec, model, model_dir, max_new_tokens)
-        if update_baseline:
-            metrics = {m: {"expected": v, "tolerance": tolerance} for m, v in got.items()}
-            _write_expectations(path, model, spec, max_new_tokens, metrics)
-            results.append(SetCheck(spec.name, model, path, compare(metrics, got), updated=True))
-        else:
-            assert expectation is not None
-            results.append(SetCheck(spec.name, model, path, compare(expectation["metrics"], got), updated=False))
+        figures[spec.name] = _evaluate(task, spec, model, model_dir, max_new_tokens)
+    if not update_baseline:
+        checked = []
+        for spec in sets:
+            expectation = stored[spec.name]
+            assert expectation is not None  # refused above
+            path = expectations_path(task, spec, model)
+            checked.append(SetCheck(spec.name, model, path, compare(expectation["metrics"], figures[spec.name]), False))
+        return checked
+    # Every set is checked before any file is written: an update lands whole or not at all.
+    if not accept_regression:
+        worse = [
+            f"{check.metric} on {name} {check.got:.4f} < stored {check.expected:.4f} - {check.tolerance:g}"
+            for name, expectation in stored.items()
+            if expectation is not None
+            for check in compare_known(expectation["metrics"], figures[name])
+            if check.verdict == "regressed"
+        ]
+        if worse:
+            raise HarnessError(
+                f"not updating the expectations of {model}: this run regresses ({'; '.join(worse)})."
+                " Pass --accept-regression to store worse figures on purpose"
+            )
+    results = []
+    for spec in sets:
+        previous = (stored[spec.name] or {}).get("metrics", {})
+        metrics = {
+            metric: {
+                "expected": value,
+                "tolerance": previous.get(metric, {}).get("tolerance", DEFAULT_TOLERANCE)
+                if tolerance is None
+                else tolerance,
+            }
+            for metric, value in figures[spec.name].items()
+        }
+        path = expectations_path(task, spec, model)
+        _write_expectations(path, model, spec, max_new_tokens, metrics)
+        results.append(SetCheck(spec.name, model, path, compare(metrics, figures[spec.name]), updated=True))
     return results
+
+
+def compare_known(expected: dict[str, dict[str, float]], got: dict[str, float]) -> list[MetricCheck]:
+    """`compare` over the metrics both sides have (an update may drop or add metrics)."""
+    return compare({m: e for m, e in expected.items() if m in got}, got)
 
 
 def _read_expectations(path: Path) -> dict[str, Any] | None:
@@ -155,7 +195,10 @@ def _write_expectations(
         "updated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "metrics": metrics,
     }
-    path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    # Written beside and renamed into place: a crash mid-write leaves the old file, never half of a new one.
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    os.replace(partial, path)
 
 
 def _resolve(task: TaskConfig, model: str, stored: dict[str, dict[str, Any] | None]) -> tuple[int, str | None]:

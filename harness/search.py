@@ -15,6 +15,7 @@ worker died is failed and queued again (heartbeats on a database, process livene
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import os
 import socket
@@ -50,6 +51,8 @@ WORKER_ATTR = "harness.worker"  # host:pid of the process running the trial
 WORKER_STARTED_ATTR = "harness.worker_started"  # that process's start time: a reused pid is not taken for it
 WORKER_ATTRS = (WORKER_ATTR, WORKER_STARTED_ATTR)
 SURPLUS_ATTR = "harness.surplus"
+IDENTITY_ATTR = "harness.identity"  # what makes the study's trials comparable (`study_identity`)
+LEGACY_SPACE_ATTR = "harness.search_space"  # the identity of studies made before it covered model, budget and data
 PARENT_RUN_ATTR = "harness.mlflow_parent_run_id"  # the study's one MLflow parent run, shared by its workers
 # How often a waiting worker looks at the study, and how long a joining worker waits for the creator's parent run.
 POLL_SECONDS = float(os.environ.get("HARNESS_POLL_SECONDS", "2"))
@@ -78,6 +81,18 @@ class SearchOptions:
     max_memory_mb: float | None = None
     storage: str | None = None  # an Optuna storage URL or a journal file; default <mlruns>/optuna-journal.log
     worker_index: int | None = None  # this worker's number in log lines (--n-workers, a Kubernetes or Slurm index)
+    max_failures: int = 3  # this process stops after so many of its trials failed in a row
+
+    def __post_init__(self) -> None:
+        # Refused here, before a study or an MLflow run exists: a request that means nothing creates nothing.
+        if self.trials < 1:
+            raise HarnessError(f"--trials must be at least 1 (finished trials the study wants), got {self.trials}")
+        if self.max_failures < 1:
+            raise HarnessError(f"--max-failures must be at least 1, got {self.max_failures}")
+        if self.timeout_seconds is not None and self.timeout_seconds <= 0:
+            raise HarnessError(f"--timeout must be a positive number of seconds, got {self.timeout_seconds:g}")
+        if self.max_memory_mb is not None and self.max_memory_mb <= 0:
+            raise HarnessError(f"--max-memory must be a positive size such as 24G, got {self.max_memory_mb:g} MB")
 
 
 @dataclass
@@ -119,7 +134,7 @@ def run_search(
     storage_url = options.storage or default_storage()
     base_config = resolve_trial_config(task, profile=options.profile, model=options.model)
     total_steps = base_config.budget.total_steps(len(load_split(task, "train")))
-    study, storage, created = _open_study(task, options, study_name, storage_url, total_steps)
+    study, storage, created = _open_study(task, options, study_name, storage_url, base_config, total_steps)
     _fail_dead_workers(study, storage, task)  # a resumed study's trials whose worker died are retried first
     parent_run_id = _study_run(
         study,
@@ -144,6 +159,7 @@ def run_search(
         on_progress(progress)
     deadline = None if options.timeout_seconds is None else time.monotonic() + options.timeout_seconds
     status = "FAILED"
+    failures = _FailuresInARow(options.max_failures)
     try:
         # One zero-shot evaluation per study, by whichever worker claims it first.
         if _claim(storage_url, f"{study_name}:zero-shot")[0]:
@@ -152,7 +168,7 @@ def run_search(
         objective = _objective(task, base_config, options, parent_run_id, progress, on_progress, rungs)
 
         def stop_or_wait(study: optuna.Study, trial: FrozenTrial) -> None:
-            if not _wait_for_room(study, storage, task, options.trials, deadline):
+            if failures.record(trial) or not _wait_for_room(study, storage, task, options.trials, deadline):
                 study.stop()
 
         if _wait_for_room(study, storage, task, options.trials, deadline):
@@ -168,7 +184,7 @@ def run_search(
                 catch=(Exception,),
                 gc_after_trial=True,
             )
-        status = "FINISHED"
+        status = "FAILED" if failures.stopped else "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"
         raise
@@ -179,7 +195,35 @@ def run_search(
         # The study's run stays RUNNING while other workers still run trials; the last one to stop ends it.
         if not _running(study):
             tracking.finish_study_run(parent_run_id, status)
+    if failures.stopped:
+        finished = len([row for row in summary.rows if row["state"] in ("COMPLETE", "PRUNED")])
+        raise HarnessError(
+            f"the search stopped: {len(failures.reasons)} trials in a row failed, the last with {failures.reasons[-1]}."
+            f" The study's {finished} finished trials are kept; fix the cause and run the same command to resume"
+            " (--max-failures sets how many failures in a row stop a search)"
+        )
     return summary
+
+
+class _FailuresInARow:
+    """Counts this process's trials that failed one after another: a search whose every trial fails the same way
+    (a budget that cannot fit, a tracking store that is down, a model that cannot load) stops instead of looping."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.reasons: list[str] = []
+
+    @property
+    def stopped(self) -> bool:
+        return len(self.reasons) >= self.limit
+
+    def record(self, trial: FrozenTrial) -> bool:
+        """Whether the search must stop after this trial."""
+        if trial.state == TrialState.FAIL and SURPLUS_ATTR not in trial.user_attrs:
+            self.reasons.append(f"trial {trial.number}: {trial.user_attrs.get('harness.error', 'an unknown error')}")
+        elif trial.state in FINISHED_STATES:
+            self.reasons.clear()
+        return self.stopped
 
 
 def forecast_search(
@@ -331,7 +375,12 @@ def find_trial(study_name: str, *, storage: str | None = None, number: int | Non
 
 
 def _open_study(
-    task: TaskConfig, options: SearchOptions, study_name: str, storage_url: str, total_steps: int
+    task: TaskConfig,
+    options: SearchOptions,
+    study_name: str,
+    storage_url: str,
+    base_config: TrialConfig,
+    total_steps: int,
 ) -> tuple[optuna.Study, BaseStorage, bool]:
     """The study, its storage, and whether this worker created it (exactly one worker does: the storage refuses a
     second study of the same name)."""
@@ -352,16 +401,22 @@ def _open_study(
     except DuplicatedStudyError:
         study = optuna.load_study(study_name=study_name, storage=storage, sampler=sampler, pruner=pruner)
         created = False
-    signature = _space_signature(task)
-    stored = study.user_attrs.get("harness.search_space")
+    identity = study_identity(task, base_config)
+    stored = study.user_attrs.get(IDENTITY_ATTR)
+    if stored is None and LEGACY_SPACE_ATTR in study.user_attrs:
+        # A study from before the identity covered more than the space: what it recorded is all it can be held to.
+        stored = {**identity, **json.loads(study.user_attrs[LEGACY_SPACE_ATTR])}
     if created or stored is None:
-        study.set_user_attr("harness.search_space", signature)
+        study.set_user_attr(IDENTITY_ATTR, identity)
         study.set_user_attr("harness.task", task.task.name)
-    elif stored != signature:
+    elif differences := [key for key in identity if stored.get(key) != identity[key]]:
+        lines = "".join(
+            f"\n  {key}: stored {_short(stored.get(key))}, now {_short(identity[key])}" for key in differences
+        )
         raise HarnessError(
-            f"study {study_name!r} in {without_password(storage_url)} was created with another search space"
-            f" or objective than {task.file} now declares:\n  stored:  {stored}\n  current: {signature}\n"
-            "Name a new study with --study NAME (or restore the YAML) so results stay comparable."
+            f"study {study_name!r} in {without_password(storage_url)} was made for other trials than {task.file}"
+            f" and the {options.profile} profile now make; its trials and new ones would not be comparable:{lines}\n"
+            "Name a new study with --study NAME (or restore what changed) to search again."
         )
     # The seed recipe is queued by the study's creator, and again when its trial failed (Ctrl-C, a crash): every
     # study gets to answer "did the search beat the standard recipe?".
@@ -558,9 +613,28 @@ def _check_seed_in_space(task: TaskConfig) -> None:
             )
 
 
-def _space_signature(task: TaskConfig) -> str:
-    space = {key: param.model_dump() for key, param in sorted(task.search.params.items())}
-    return json.dumps({"params": space, "objective": task.search.objective.model_dump()}, sort_keys=True)
+def study_identity(task: TaskConfig, base: TrialConfig) -> dict[str, Any]:
+    """Everything that makes a study's trials comparable: the space and objective, the fixed part of the recipe,
+    the base model, the profile's budget and the data the trials train and are scored on (by digest)."""
+    return {
+        "params": {key: param.model_dump(mode="json") for key, param in sorted(task.search.params.items())},
+        "objective": task.search.objective.model_dump(mode="json"),
+        "recipe": base.recipe.model_dump(mode="json"),
+        "base model": base.model,
+        "budget": base.budget.model_dump(mode="json"),
+        "training data": _digest(load_split(task, "train")[: base.budget.train_examples]),
+        "validation data": _digest(load_split(task, "validation")[: base.budget.validation_examples]),
+    }
+
+
+def _digest(examples: list[Any]) -> str:
+    text = json.dumps([[e.id, e.text, e.fields] for e in examples], sort_keys=True, ensure_ascii=False)
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def _short(value: Any, limit: int = 160) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _seed_params(task: TaskConfig) -> dict[str, Any]:

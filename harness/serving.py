@@ -8,6 +8,7 @@ set-up; `HARNESS_VLLM_PYTHON` names another interpreter) and runs as a server pr
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import statistics
@@ -55,6 +56,25 @@ class Server:
     log_path: Path
 
 
+def exposure_warning(options: ServerOptions) -> str | None:
+    """What to warn about when the server answers other machines without a key: anyone who reaches it uses it."""
+    if options.api_key or _is_loopback(options.host):
+        return None
+    return (
+        f"the server binds to {options.host}, reachable from other machines, and takes requests without a key:"
+        " pass --api-key (or set HARNESS_API_KEY) or bind to 127.0.0.1"
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to any interface
+
+
 # vLLM accepts only these values for --max-lora-rank.
 VLLM_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
 
@@ -94,8 +114,6 @@ def start_server(
         "--structured-outputs-config",
         '{"backend": "xgrammar", "disable_any_whitespace": true}',
     ]
-    if options.api_key:
-        command += ["--api-key", options.api_key]
     if adapter_dir:
         rank = json.loads((adapter_dir / "adapter_config.json").read_text())["r"]
         max_rank = next((r for r in VLLM_LORA_RANKS if r >= rank), None)
@@ -108,6 +126,10 @@ def start_server(
         # machine that halves throughput (measured 23 vs 43 tokens/s, SmolLM2, concurrency 16).
         environment.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
     environment.pop("PYTHONPATH", None)  # the harness environment's packages must not leak into vLLM's
+    # The key reaches vLLM through its environment, not its command line: `ps` shows command lines to every user.
+    environment.pop("VLLM_API_KEY", None)
+    if options.api_key:
+        environment["VLLM_API_KEY"] = options.api_key
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=environment)

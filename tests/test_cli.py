@@ -161,6 +161,28 @@ def test_train_refuses_bad_settings_before_loading_anything(args, message):
     assert message in result.stderr.replace("\n", "") and "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--trials", "0"], "--trials must be at least 1"),
+        (["--trials", "-3"], "--trials must be at least 1"),
+        (["--timeout", "0"], "--timeout must be a positive number of seconds"),
+    ],
+)
+def test_a_search_that_means_nothing_is_refused_before_anything_exists(tmp_path, option, message):
+    result = subprocess.run(
+        [HARNESS, "search", "legal", "--profile", "smoke", *option],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "HARNESS_MLRUNS": str(tmp_path / "mlruns")},
+    )
+    assert result.returncode == 2
+    assert message in result.stderr.replace("\n", " ") and "Traceback" not in result.stderr
+    # no study, no parent run, not even an empty store
+    assert not (tmp_path / "mlruns").exists() or not any((tmp_path / "mlruns").iterdir())
+
+
 def test_register_without_a_study_says_which_studies_exist(tmp_path):
     result = subprocess.run(
         [HARNESS, "register", "legal", "--profile", "smoke"],

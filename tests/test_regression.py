@@ -72,6 +72,30 @@ def test_regress_passes_on_stored_figures_fails_above_reach_and_refuses_a_change
     assert changed.returncode == 2 and "sha256 is" in changed.stderr and "Traceback" not in changed.stderr
 
 
+def test_update_baseline_refuses_worse_figures_keeps_each_tolerance_and_writes_whole(legal_test_head):
+    task = load_task(str(legal_test_head(8)))
+    [first] = regress(task, model="rules", update_baseline=True)
+    record = json.loads(first.path.read_text())
+    record["metrics"]["f1_micro"] = {"expected": 0.99, "tolerance": 0.002}  # beyond the rules' reach
+    record["metrics"]["exact_match"]["tolerance"] = 0.25
+    first.path.write_text(json.dumps(record))
+    before = first.path.read_bytes()
+
+    with pytest.raises(HarnessError, match=r"regresses \(f1_micro on test-head-v1 0\.\d+ < stored 0\.9900 - 0\.002\)"):
+        regress(task, model="rules", update_baseline=True)
+    assert first.path.read_bytes() == before  # refused: nothing written
+
+    [accepted] = regress(task, model="rules", update_baseline=True, accept_regression=True)
+    metrics = json.loads(accepted.path.read_text())["metrics"]
+    assert metrics["f1_micro"]["expected"] < 0.99
+    # each metric keeps its own tolerance; --tolerance replaces them all
+    assert (metrics["f1_micro"]["tolerance"], metrics["exact_match"]["tolerance"]) == (0.002, 0.25)
+    assert metrics["json_valid_rate"]["tolerance"] == 0.01
+    assert [p.name for p in accepted.path.parent.iterdir()] == [accepted.path.name]  # no partial file left
+    [replaced] = regress(task, model="rules", update_baseline=True, tolerance=0.05)
+    assert {m["tolerance"] for m in json.loads(replaced.path.read_text())["metrics"].values()} == {0.05}
+
+
 def test_an_unknown_eval_set_names_the_stored_ones(legal):
     with pytest.raises(HarnessError, match="no eval set 'test-v9'; stored sets: test-v1, defendant-initiated-v1"):
         regress(legal, model="rules", eval_set="test-v9")

@@ -124,10 +124,34 @@ def test_a_changed_search_space_on_an_existing_study_is_a_clear_error(legal, mlr
     run_search(legal, SearchOptions(trials=1, profile="smoke"))
     path, _ = task_copy(lambda d: d["search"]["params"]["lora.r"].update(choices=[8, 16]))
     changed = load_task(str(path))
-    with pytest.raises(HarnessError, match=r"study 'legal-smoke' .* was created with another search space"):
+    with pytest.raises(HarnessError, match=r"study 'legal-smoke' .* was made for other trials") as refused:
         run_search(changed, SearchOptions(trials=2, profile="smoke"))
+    assert "params: stored" in str(refused.value) and "--study NAME" in str(refused.value)
     run_search(changed, SearchOptions(trials=1, profile="smoke", study_name="legal-smoke-small-r"))
     assert len(study_of(mlruns, "legal-smoke-small-r").trials) == 1
+
+
+@pytest.mark.parametrize(
+    ("edit", "differs"),
+    [
+        (lambda d: d["profiles"]["smoke"]["budget"].update(train_examples=6), "budget: stored"),
+        (lambda d: d["profiles"]["smoke"].update(model="tiny:llama-other"), "base model: stored tiny:llama, now"),
+        (lambda d: d["data"].update(seed=18), "training data: stored sha256:"),
+        (lambda d: d["recipe"]["train"].update(warmup_ratio=0.1), "recipe: stored"),
+        (lambda d: d["search"]["objective"].update(metric="exact_match"), "objective: stored"),
+    ],
+)
+def test_resuming_a_study_with_anything_that_makes_trials_comparable_changed_is_refused(
+    legal, mlruns, task_copy, edit, differs
+):
+    run_search(legal, SearchOptions(trials=1, profile="smoke", pruner="none"))
+    path, _ = task_copy(edit)
+    with pytest.raises(HarnessError, match="was made for other trials") as refused:
+        run_search(load_task(str(path)), SearchOptions(trials=2, profile="smoke", pruner="none"))
+    message = str(refused.value)
+    assert differs in message and "--study NAME" in message
+    assert "params: stored" not in message  # only what changed is named (the space did not)
+    assert len(study_of(mlruns).trials) == 1  # nothing ran on the refused study
 
 
 def test_a_space_without_the_seed_recipe_is_refused(mlruns, task_copy):
@@ -241,3 +265,39 @@ def test_a_trial_the_total_does_not_need_is_surplus(legal, mlruns):
     assert not search._is_surplus(study, first.number, total=1)
     assert search._is_surplus(study, second.number, total=1)
     assert not search._is_surplus(study, second.number, total=2)
+
+
+def test_a_search_whose_trials_keep_failing_stops_with_the_cause_and_keeps_the_finished_ones(legal, mlruns):
+    run_search(legal, SearchOptions(trials=2, profile="smoke", pruner="none"))
+    # A real fault in every later trial: a memory limit no trial fits (refused before it loads anything).
+    with pytest.raises(HarnessError) as stopped:
+        run_search(legal, SearchOptions(trials=6, profile="smoke", pruner="none", max_memory_mb=1, max_failures=3))
+    message = str(stopped.value)
+    assert "3 trials in a row failed" in message and "trial 4: HarnessError: estimated peak" in message
+    assert "2 finished trials are kept" in message and "--max-failures" in message
+    assert [t.state.name for t in study_of(mlruns).trials] == ["COMPLETE", "COMPLETE", "FAIL", "FAIL", "FAIL"]
+    parents = [r for r in runs() if r.data.tags.get("harness.kind") == "study"]
+    assert [r.info.status for r in parents] == ["FAILED"]
+    assert not runs("RUNNING")
+
+
+def test_a_trial_that_finishes_resets_the_count_of_failures_in_a_row():
+    failures = search._FailuresInARow(2)
+    failed = optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL, user_attrs={"harness.error": "boom"})
+    pruned = optuna.trial.create_trial(state=optuna.trial.TrialState.PRUNED)
+    assert [failures.record(failed), failures.record(pruned), failures.record(failed)] == [False, False, False]
+    assert failures.record(failed) and failures.reasons[-1].endswith("boom")
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"trials": 0}, "--trials must be at least 1"),
+        ({"trials": 2, "max_failures": 0}, "--max-failures must be at least 1"),
+        ({"trials": 2, "timeout_seconds": -1}, "--timeout must be a positive number"),
+        ({"trials": 2, "max_memory_mb": 0}, "--max-memory must be a positive size"),
+    ],
+)
+def test_search_options_that_mean_nothing_are_refused(options, message):
+    with pytest.raises(HarnessError, match=message):
+        SearchOptions(profile="smoke", **options)

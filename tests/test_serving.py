@@ -68,16 +68,20 @@ def champion(legal_test_head, tmp_path_factory):
     return task, task_path, mlruns
 
 
-def serve(task_path: Path, mlruns: Path, port: int, *options: str) -> tuple[subprocess.CompletedProcess[str], int]:
-    """`harness serve TASK --check --detach` with the key `sesame`; returns the result and the server's pid."""
-    command = [HARNESS, "serve", str(task_path), "--check", "--detach", "--port", str(port), "--api-key", "sesame"]
+def serve(
+    task_path: Path, mlruns: Path, port: int, *options: str, key_in_environment: bool = False
+) -> tuple[subprocess.CompletedProcess[str], int]:
+    """`harness serve TASK --check --detach` with the key `sesame` (as --api-key, or as HARNESS_API_KEY); returns
+    the result and the server's pid."""
+    command = [HARNESS, "serve", str(task_path), "--check", "--detach", "--port", str(port)]
+    key = {"HARNESS_API_KEY": "sesame"} if key_in_environment else {}
     result = subprocess.run(
-        [*command, "--max-model-len", "1024", *options],
+        [*command, *([] if key_in_environment else ["--api-key", "sesame"]), "--max-model-len", "1024", *options],
         capture_output=True,
         text=True,
         timeout=900,
         # Wide enough that Rich does not wrap the lines this test reads.
-        env={**os.environ, "HARNESS_MLRUNS": str(mlruns), "COLUMNS": "200"},
+        env={**os.environ, "HARNESS_MLRUNS": str(mlruns), "COLUMNS": "200", **key},
     )
     print(result.stdout)  # the check's figures, for `pytest -s`
     started = re.search(r"server pid (\d+)", result.stdout)
@@ -100,6 +104,7 @@ def test_serve_check_matches_offline_and_the_server_requires_its_key(champion):
         status, models = get(f"http://127.0.0.1:{PORT}/v1/models", "sesame")
         assert status == 200 and [m["id"] for m in models["data"]] == ["legal-extractor"]
         assert get(f"http://127.0.0.1:{PORT}/v1/models", "wrong")[0] == 401
+        assert "sesame" not in command_line(pid)  # the key reached vLLM through its environment
     finally:
         stop(pid)
     assert not alive(pid)
@@ -108,7 +113,7 @@ def test_serve_check_matches_offline_and_the_server_requires_its_key(champion):
 @pytest.mark.slow
 def test_serve_lora_serves_the_adapter_unmerged_and_json_schema_constrains_the_answers(champion):
     task, task_path, mlruns = champion
-    result, pid = serve(task_path, mlruns, PORT + 1, "--lora", "--json-schema")
+    result, pid = serve(task_path, mlruns, PORT + 1, "--lora", "--json-schema", key_in_environment=True)
     try:
         assert result.returncode == 0, result.stdout + result.stderr
         assert "LoRA, unmerged" in result.stdout and "parity passes" in result.stdout
@@ -118,8 +123,8 @@ def test_serve_lora_serves_the_adapter_unmerged_and_json_schema_constrains_the_a
         assert re.search(r"json_valid_rate without the schema [\d.]+, with it [\d.]+", result.stdout)
         assert re.search(r"concurrency 16, JSON Schema: \d+ tokens/s", result.stdout)
         assert '"response_format": {"type": "json_schema"' in result.stdout  # the printed example uses it
-        status, models = get(f"http://127.0.0.1:{PORT + 1}/v1/models", "sesame")
-        assert status == 200
+        status, models = get(f"http://127.0.0.1:{PORT + 1}/v1/models", "sesame")  # HARNESS_API_KEY's key
+        assert status == 200 and get(f"http://127.0.0.1:{PORT + 1}/v1/models", "wrong")[0] == 401
         assert sorted(m["id"] for m in models["data"]) == ["legal-extractor", "legal-extractor-base"]
 
         # Under a schema the answer is valid JSON of that schema, even from a random tiny model.
@@ -140,3 +145,27 @@ def test_serve_lora_serves_the_adapter_unmerged_and_json_schema_constrains_the_a
     finally:
         stop(pid)
     assert not alive(pid)
+
+
+def command_line(pid: int) -> str:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+
+
+@pytest.mark.parametrize(
+    ("host", "api_key", "warned"),
+    [
+        ("127.0.0.1", None, False),
+        ("localhost", None, False),
+        ("::1", None, False),
+        ("0.0.0.0", None, True),
+        ("::", None, True),
+        ("10.1.2.3", None, True),
+        ("serving.example.com", None, True),
+        ("0.0.0.0", "sesame", False),
+    ],
+)
+def test_a_server_other_machines_reach_without_a_key_is_warned_about(host, api_key, warned):
+    warning = serving.exposure_warning(serving.ServerOptions(host=host, api_key=api_key))
+    assert (warning is not None) == warned
+    if warned:
+        assert host in warning and "--api-key" in warning and "HARNESS_API_KEY" in warning
