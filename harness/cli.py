@@ -7,6 +7,7 @@ answers at once.
 from __future__ import annotations
 
 import json
+import signal
 import statistics
 import sys
 from collections import Counter
@@ -49,6 +50,10 @@ StudyOption = Annotated[str | None, typer.Option(help="Study name (default: TASK
 SplitOption = Annotated[
     str, typer.Option(help="train, validation, test (the task's first stored eval set) or an eval set name.")
 ]
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
 @app.command()
@@ -314,9 +319,16 @@ def search(
             from harness.registry import register_trial
 
             console.print(f"Registering the best trial ({summary.best['trial']}): {why}; --no-register skips this.")
-            registration = register_trial(
-                config, study_name=summary.study_name, storage=storage_url, reporter=_TrainingProgress("refit")
-            )
+            try:
+                registration = register_trial(
+                    config, study_name=summary.study_name, storage=storage_url, reporter=_TrainingProgress("refit")
+                )
+            except KeyboardInterrupt:
+                errors.print(
+                    f"\ninterrupted during the registration: the study is complete; the refit run is marked KILLED."
+                    f" Register its best trial with `harness register {task} --study {summary.study_name}`"
+                )
+                raise typer.Exit(130) from None
             _print_registration(registration)
         else:
             console.print(f"Not registering here: {why}.", highlight=False)
@@ -965,6 +977,9 @@ def _print_scores(config: Any, scores: Any, *, split: str) -> None:
 
 def main() -> None:
     """Console-script entry point: user errors print one clear message and exit 2, never a stack trace."""
+    # Preemption (Kubernetes, Slurm, `docker stop`) sends SIGTERM: it stops work exactly as Ctrl-C does (the
+    # trial KILLED and retried, the study's run closed) instead of killing the process mid-write.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         app()
     except HarnessError as error:

@@ -131,7 +131,7 @@ def trial_run(
         mlflow.end_run("KILLED")
         raise
     except KeyboardInterrupt:
-        mlflow.set_tags({"harness.state": "killed", "harness.error": "interrupted (Ctrl-C)"})
+        mlflow.set_tags({"harness.state": "killed", "harness.error": "interrupted (Ctrl-C or SIGTERM)"})
         mlflow.end_run("KILLED")
         raise
     except BaseException as error:

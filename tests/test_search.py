@@ -184,7 +184,8 @@ def test_a_search_killed_mid_trial_is_resumed_and_leaves_no_run_running(mlruns, 
     assert study.trials[1].system_attrs.get("failed_trial") == 0  # the stale trial was retried
 
 
-def test_ctrl_c_kills_the_trial_and_the_study_run_and_the_same_command_resumes(mlruns):
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_or_preemption_kills_the_trial_and_the_study_run_and_the_same_command_resumes(mlruns, stop):
     env = {**os.environ, "HARNESS_MLRUNS": str(mlruns), "COLUMNS": "200"}  # tables wide enough not to wrap
     command = [str(Path(sys.executable).parent / "harness"), "search", "legal", "--trials", "2", "--profile",
                "smoke", "--pruner", "none", "--no-register"]  # fmt: skip
@@ -197,7 +198,7 @@ def test_ctrl_c_kills_the_trial_and_the_study_run_and_the_same_command_resumes(m
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and not running_trial_has_run(mlruns):
         time.sleep(0.5)
-    worker.send_signal(signal.SIGINT)
+    worker.send_signal(stop)  # SIGTERM: what Kubernetes, Slurm and `docker stop` send
     _, stderr = worker.communicate(timeout=120)
     assert worker.returncode == 130
     assert "interrupted: the current run is marked KILLED" in stderr and "Traceback" not in stderr
