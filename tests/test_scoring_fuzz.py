@@ -12,16 +12,8 @@ from hypothesis import strategies as st
 
 from evaluators.normalization import normalize_value, parse_date, parse_number
 from evaluators.scoring import MAX_OUTPUT_CHARS, extract_json_object, score_outputs
-from harness.config import FieldSpec
+from tests.test_scoring import FIELDS, GOLD  # the same five field types and gold record
 
-FIELDS = {
-    "party": FieldSpec(type="string"),
-    "amount": FieldSpec(type="number"),
-    "outcome": FieldSpec(type="enum", values=("won", "lost")),
-    "date": FieldSpec(type="date"),
-    "tags": FieldSpec(type="string_list"),
-}
-GOLD = {"party": 'LLC "Vostok"', "amount": 1250000, "outcome": "won", "date": "2025-03-01", "tags": ["a", "b"]}
 GOLD_ITEMS = {"party": 1, "amount": 1, "outcome": 1, "date": 1, "tags": 2}  # non-null gold values a field counts
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
