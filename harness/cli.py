@@ -247,7 +247,7 @@ def search(
     timeout: Annotated[float | None, typer.Option(help="Stop starting new trials after this many seconds.")] = None,
     max_memory: Annotated[str | None, typer.Option(help="Skip trials whose estimated peak exceeds this.")] = None,
     max_failures: Annotated[
-        int, typer.Option(help="Stop (exit 1, finished trials kept) after this many trials in a row failed.")
+        int, typer.Option(help="Stop (exit 2, finished trials kept) after this many trials in a row failed.")
     ] = 3,
     storage: StorageOption = None,
     tracking_uri: TrackingUriOption = None,
@@ -325,8 +325,8 @@ def search(
                 )
             except KeyboardInterrupt:
                 errors.print(
-                    f"\ninterrupted during the registration: the study is complete; the refit run is marked KILLED."
-                    f" Register its best trial with `harness register {task} --study {summary.study_name}`"
+                    f"\ninterrupted during the registration: the study is complete. Register its best trial with"
+                    f" `harness register {task} --study {summary.study_name}`"
                 )
                 raise typer.Exit(130) from None
             _print_registration(registration)

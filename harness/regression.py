@@ -134,7 +134,7 @@ def regress(
             f"{check.metric} on {name} {check.got:.4f} < stored {check.expected:.4f} - {check.tolerance:g}"
             for name, expectation in stored.items()
             if expectation is not None
-            for check in compare_known(expectation["metrics"], figures[name])
+            for check in _compare_known(expectation["metrics"], figures[name])
             if check.verdict == "regressed"
         ]
         if worse:
@@ -160,7 +160,7 @@ def regress(
     return results
 
 
-def compare_known(expected: dict[str, dict[str, float]], got: dict[str, float]) -> list[MetricCheck]:
+def _compare_known(expected: dict[str, dict[str, float]], got: dict[str, float]) -> list[MetricCheck]:
     """`compare` over the metrics both sides have (an update may drop or add metrics)."""
     return compare({m: e for m, e in expected.items() if m in got}, got)
 

@@ -219,11 +219,19 @@ class _FailuresInARow:
 
     def record(self, trial: FrozenTrial) -> bool:
         """Whether the search must stop after this trial."""
-        if trial.state == TrialState.FAIL and SURPLUS_ATTR not in trial.user_attrs:
-            self.reasons.append(f"trial {trial.number}: {trial.user_attrs.get('harness.error', 'an unknown error')}")
+        if reason := _failure(trial):
+            self.reasons.append(reason)
         elif trial.state in FINISHED_STATES:
             self.reasons.clear()
         return self.stopped
+
+
+def _failure(trial: FrozenTrial) -> str | None:
+    """What a failed trial failed with, as the search reports it; None for any other trial (a surplus trial, one
+    another worker had already run, is not a failure)."""
+    if trial.state != TrialState.FAIL or SURPLUS_ATTR in trial.user_attrs:
+        return None
+    return f"trial {trial.number}: {trial.user_attrs.get('harness.error', 'interrupted')}"
 
 
 def forecast_search(
@@ -813,8 +821,8 @@ def _after_trial(
             steps=total_steps if complete else (trial.last_step or total_steps),
             complete=complete,
         )
-    if trial.state == TrialState.FAIL and SURPLUS_ATTR not in trial.user_attrs:
-        progress.last_failure = f"trial {trial.number}: {trial.user_attrs.get('harness.error', 'interrupted')}"
+    if reason := _failure(trial):
+        progress.last_failure = reason
     _update_best(study, progress)
     if progress.best_trial is not None:
         best_metrics = study.best_trial.user_attrs.get("metrics", {})
