@@ -36,9 +36,10 @@ def test_successive_halving_lets_one_in_reduction_factor_trials_past_each_rung()
 
 
 def test_a_training_token_costs_what_the_cpu_measurements_say():
-    # Calibration: 420 training tokens/s for SmolLM2 on 2 AVX-512-bf16 cores whose bf16 matmuls run at 390 GFLOP/s.
+    # Calibration: 258 training tokens/s for SmolLM2 on 2 AVX-512-bf16 cores whose bf16 matmuls run at 390 GFLOP/s,
+    # the mean over the recipes of a legal-cpu search's complete trials (quantized bases and mlp adapters included).
     tokens_per_second = 160 * 407 / workload().train_seconds(160)
-    assert tokens_per_second == pytest.approx(420, rel=0.15)
+    assert tokens_per_second == pytest.approx(258, rel=0.1)
 
 
 def test_pruning_makes_a_search_cheaper_and_the_estimate_grows_with_trials():
