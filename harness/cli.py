@@ -314,28 +314,37 @@ def search(
     if not pool_worker:
         _print_search_summary(summary, uri)
     if not no_register and summary.best is not None:
-        claimed, why = searching.claim_registration(summary.study_name, trials, storage=storage_url)
-        if claimed:
-            from harness.registry import register_trial
-
-            console.print(f"Registering the best trial ({summary.best['trial']}): {why}; --no-register skips this.")
-            try:
-                registration = register_trial(
-                    config, study_name=summary.study_name, storage=storage_url, reporter=_TrainingProgress("refit")
-                )
-            except KeyboardInterrupt:
-                errors.print(
-                    f"\ninterrupted during the registration: the study is complete. Register its best trial with"
-                    f" `harness register {task} --study {summary.study_name}`"
-                )
-                raise typer.Exit(130) from None
-            _print_registration(registration)
-        else:
-            console.print(f"Not registering here: {why}.", highlight=False)
+        _register_best(config, summary, trials, storage_url)
     if not pool_worker:
         print(
             json.dumps({"study": summary.study_name, "best": summary.best, "finished": len(summary.rows)}, default=str)
         )
+
+
+def _register_best(config: Any, summary: Any, trials: int, storage_url: str | None) -> None:
+    """Register the study's best trial if this worker claims it. A registration that fails or is interrupted
+    registers nothing (no version, no alias) and gives the claim back: the same command registers it next time."""
+    from harness import search as searching
+
+    with searching.registration_claim(summary.study_name, trials, storage=storage_url) as (claimed, why):
+        if not claimed:
+            console.print(f"Not registering here: {why}.", highlight=False)
+            return
+        from harness.registry import register_trial
+
+        assert summary.best is not None
+        console.print(f"Registering the best trial ({summary.best['trial']}): {why}; --no-register skips this.")
+        try:
+            registration = register_trial(
+                config, study_name=summary.study_name, storage=storage_url, reporter=_TrainingProgress("refit")
+            )
+        except KeyboardInterrupt:
+            errors.print(
+                "\ninterrupted during the registration: nothing was registered and the study is complete. Run the"
+                f" same command again, or `harness register {config.task.name} --study {summary.study_name}`"
+            )
+            raise typer.Exit(130) from None
+    _print_registration(registration)
 
 
 def _check_shared_storage(storage: str | None, n_workers: int) -> None:
@@ -983,6 +992,20 @@ def main() -> None:
     try:
         app()
     except HarnessError as error:
-        errors.print("error:", style="bold red", end=" ")
-        errors.print(str(error), markup=False, highlight=False, soft_wrap=True)
+        _print_error(str(error))
         sys.exit(2)
+    except Exception as error:
+        # A full disk, a locked or unreachable tracking store: one line with what to do. Anything else is a bug
+        # and keeps its traceback.
+        from harness.tracking import describe_failure
+
+        described = describe_failure(error)
+        if described is None:
+            raise
+        _print_error(described)
+        sys.exit(2)
+
+
+def _print_error(message: str) -> None:
+    errors.print("error:", style="bold red", end=" ")
+    errors.print(message, markup=False, highlight=False, soft_wrap=True)

@@ -1,6 +1,7 @@
 """The one error type users see: a message that says what was wrong, where, and what was expected; and what of a
 URL may appear in a message or a log."""
 
+import errno
 import re
 
 
@@ -22,3 +23,41 @@ def without_password(url: str) -> str:
     credentials, host = rest.rsplit("@", 1)
     user = credentials.split(":", 1)[0]
     return f"{scheme}://{user}:***@{host}"
+
+
+# Failures of the machine rather than of harness: said in one line with what to do, not as a stack trace.
+_DISK_FULL = re.compile(r"No space left on device|Disk quota exceeded|database or disk is full|StorageFull")
+
+
+def causes(error: BaseException) -> list[BaseException]:
+    """The error and every error it was raised from or while handling, outermost first."""
+    chain: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
+def describe_machine_failure(error: BaseException) -> str | None:
+    """A full disk or a directory harness may not write, as one line saying where and what to do; None for any
+    other error (a bug keeps its traceback)."""
+    for cause in causes(error):
+        where = getattr(cause, "filename", None)
+        at = f" writing {where}" if where else ""
+        if (isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT)) or _DISK_FULL.search(
+            str(cause)
+        ):
+            return (
+                f"no space left on the device{at} ({_first_line(cause)}): free some space, or put the work"
+                " elsewhere (TMPDIR for temporary files such as adapters being saved, HARNESS_MLRUNS for runs"
+                " and models)"
+            )
+        if isinstance(cause, OSError) and cause.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            return f"cannot write {where or 'a file'}: {cause.strerror}; make it writable or point harness elsewhere"
+    return None
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0][:200] if text else type(error).__name__

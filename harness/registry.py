@@ -148,9 +148,14 @@ def register_model(task: TaskConfig, model_spec: str, *, profile: str) -> Regist
         metrics={f"test_{k}": v for k, v in test.items()},
         tags={"harness.kind": "registration", "harness.profile": profile},
     )
-    tags = {"harness.source": "model", "harness.base_model": model_spec, "harness.profile": profile}
-    version = _log_version(task, saved, tokenizer, run_id, {**tags, **_metric_tags({}, {}, test)})
-    record_test_evaluation(task, registered_name(task), version, max_new_tokens, test)
+    tags = {
+        "harness.source": "model",
+        "harness.base_model": model_spec,
+        "harness.profile": profile,
+        **_metric_tags({}, {}, test),
+        **test_evaluation_tag(task, max_new_tokens, test),
+    }
+    version = _log_version(task, saved, tokenizer, run_id, tags)
     return Registration(registered_name(task), version, f"model {model_spec}", run_id, False, {}, {}, test)
 
 
@@ -188,9 +193,9 @@ def _register_adapter(
         "harness.profile": adapter.profile,
         "harness.quantization": adapter.quantization,
         **_metric_tags(adapter.validation, merged_validation, test),
+        **test_evaluation_tag(task, adapter.max_new_tokens, test),
     }
     version = _log_version(task, merged, tokenizer, adapter.run_id, tags)
-    record_test_evaluation(task, registered_name(task), version, adapter.max_new_tokens, test)
     return Registration(
         registered_name(task), version, source, adapter.run_id, refit, adapter.validation, merged_validation, test
     )
@@ -376,6 +381,11 @@ def record_test_evaluation(
     task: TaskConfig, name: str, version: int, max_new_tokens: int, metrics: dict[str, float]
 ) -> None:
     """Keep a version's stored-test evaluation on the version, keyed by set and budget, with the set's digest."""
+    tracking.tag_model_version(name, version, test_evaluation_tag(task, max_new_tokens, metrics))
+
+
+def test_evaluation_tag(task: TaskConfig, max_new_tokens: int, metrics: dict[str, float]) -> dict[str, str]:
+    """The version tag that records an evaluation on the stored test set (`stored_test_metrics` reads it)."""
     stored = task.data.eval_sets[0]
     evaluation = {
         "sha256": stored.sha256,
@@ -383,9 +393,7 @@ def record_test_evaluation(
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
         "metrics": metrics,
     }
-    tracking.tag_model_version(
-        name, version, {f"{EVALUATION_TAG}.{stored.name}.{max_new_tokens}": json.dumps(evaluation)}
-    )
+    return {f"{EVALUATION_TAG}.{stored.name}.{max_new_tokens}": json.dumps(evaluation)}
 
 
 def evaluate_version(
@@ -398,12 +406,8 @@ def evaluate_version(
 
 
 def materialise_version(name: str, version: int) -> Path:
-    """The version's weights in a local directory (`<mlruns>/models/<name>/v<N>`), downloaded once."""
-    target = tracking.mlruns_dir() / "models" / name / f"v{version}"
-    model_dir = target / "model"
-    if not (model_dir / "config.json").exists():
-        model_dir = tracking.download_model_version(name, version, target)
-    return model_dir
+    """The version's weights in a local directory, downloaded once (`tracking.cache_dir`)."""
+    return tracking.download_model_version(name, version)
 
 
 def find_version(name: str, *, alias: str | None = None, version: int | None = None, hint: str = "") -> Any:
@@ -417,15 +421,11 @@ def find_version(name: str, *, alias: str | None = None, version: int | None = N
 
 
 def materialise_adapter(name: str, version: int) -> Path:
-    """The LoRA adapter a version was merged from (`<mlruns>/models/<name>/v<N>/adapter`), for serving unmerged."""
+    """The LoRA adapter a version was merged from, in a local directory, for serving unmerged."""
     found = tracking.model_version(name, version=version)
     if found is None or found.tags.get("harness.source", "adapter") != "adapter":
         raise HarnessError(f"{name} version {version} was registered without an adapter: serve it merged")
-    target = tracking.mlruns_dir() / "models" / name / f"v{version}"
-    adapter_dir = target / "adapter"
-    if not (adapter_dir / "adapter_config.json").exists():
-        adapter_dir = tracking.download_run_artifacts(found.run_id, "adapter", target)
-    return adapter_dir
+    return tracking.download_run_directory(found.run_id, "adapter")
 
 
 def max_new_tokens_for(task: TaskConfig, version_tags: dict[str, str]) -> int:

@@ -14,6 +14,7 @@ worker died is failed and queued again (heartbeats on a database, process livene
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
@@ -21,7 +22,8 @@ import os
 import socket
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -273,6 +275,24 @@ def forecast_search(
     return estimates.Forecast(estimate, workload, base.budget, rungs, GENERATION_BATCH_SIZE)
 
 
+@contextmanager
+def registration_claim(study_name: str, total: int, *, storage: str | None = None) -> Iterator[tuple[bool, str]]:
+    """`claim_registration` held for the registration that follows it: a registration that fails or is
+    interrupted gives the claim back, so the next run of the search (or another worker) registers instead of
+    being told that someone else does."""
+    storage_url = storage or default_storage()
+    claimed, why = claim_registration(study_name, total, storage=storage_url)
+    what = _registration_claim_name(study_name, total)
+    try:
+        yield claimed, why
+    except BaseException:
+        if claimed:
+            _release(storage_url, what)
+        raise
+    if claimed:
+        _claim_done(storage_url, what)
+
+
 def claim_registration(study_name: str, total: int, *, storage: str | None = None) -> tuple[bool, str]:
     """Whether this worker registers the study's best trial, and why not: only once the study has its `total`
     and no trial runs, and only for the one worker whose claim lands first. The claim is a marker study: the
@@ -286,7 +306,7 @@ def claim_registration(study_name: str, total: int, *, storage: str | None = Non
             f"the study has {finished} of {total} finished trials and {running} running on other workers:"
             " the last worker to finish registers"
         )
-    claimed, by = _claim(storage_url, f"{study_name}:register:{total}")
+    claimed, by = _claim(storage_url, _registration_claim_name(study_name, total), dead_holder_unless_done=True)
     if not claimed:
         return False, (
             f"another worker ({by}) registers the study's best trial at {total} trials"
@@ -295,17 +315,49 @@ def claim_registration(study_name: str, total: int, *, storage: str | None = Non
     return True, "this worker finished the study last"
 
 
-def _claim(storage_url: str, what: str) -> tuple[bool, str]:
+def _registration_claim_name(study_name: str, total: int) -> str:
+    return f"{study_name}:register:{total}"
+
+
+def _claim(storage_url: str, what: str, *, dead_holder_unless_done: bool = False) -> tuple[bool, str]:
     """Whether this worker is the one to do `what` for a study, else which worker is: a marker study named after
-    it, which the storage creates once (atomically, on a database as on a journal file)."""
+    it, which the storage creates once (atomically, on a database as on a journal file). With
+    `dead_holder_unless_done`, a claim whose worker died on this machine (killed) before marking it done
+    (`_claim_done`) is taken over."""
     name = f"{CLAIM_PREFIX}{what}"
-    try:
-        marker = optuna.create_study(study_name=name, storage=_storage(storage_url))
-    except DuplicatedStudyError:
-        return False, str(optuna.load_study(study_name=name, storage=_storage(storage_url)).user_attrs.get("worker"))
-    marker.set_user_attr("worker", worker_id())
-    marker.set_user_attr("time", time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-    return True, worker_id()
+    for _ in range(2):
+        try:
+            marker = optuna.create_study(study_name=name, storage=_storage(storage_url))
+        except DuplicatedStudyError:
+            attrs = optuna.load_study(study_name=name, storage=_storage(storage_url)).user_attrs
+            holder = str(attrs.get("worker"))
+            holder_host, _, pid = holder.rpartition(":")
+            dead = (
+                dead_holder_unless_done
+                and not attrs.get("done")
+                and holder_host == socket.gethostname()
+                and pid.isdigit()
+                and not _process_exists(int(pid), attrs.get("started"))
+            )
+            if not dead:
+                return False, holder
+            _release(storage_url, what)
+            continue
+        marker.set_user_attr("worker", worker_id())
+        marker.set_user_attr("started", _process_start(os.getpid()))
+        marker.set_user_attr("time", time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+        return True, worker_id()
+    return False, "a worker that claimed it at the same moment"
+
+
+def _claim_done(storage_url: str, what: str) -> None:
+    optuna.load_study(study_name=f"{CLAIM_PREFIX}{what}", storage=_storage(storage_url)).set_user_attr("done", True)
+
+
+def _release(storage_url: str, what: str) -> None:
+    """Give a claim back (its marker study deleted); a claim already given back is no error."""
+    with contextlib.suppress(KeyError):
+        optuna.delete_study(study_name=f"{CLAIM_PREFIX}{what}", storage=_storage(storage_url))
 
 
 def study_summary(task: TaskConfig, options: SearchOptions) -> SearchSummary:
@@ -793,7 +845,8 @@ def _objective(
         except TrialStopped:
             raise optuna.TrialPruned() from None
         except Exception as error:
-            trial.set_user_attr("harness.error", f"{type(error).__name__}: {error}"[:1000])
+            reason = tracking.describe_failure(error) or f"{type(error).__name__}: {error}"
+            trial.set_user_attr("harness.error", reason[:1000])
             raise
         trial.set_user_attr("metrics", {k: v for k, v in result.metrics.items() if isinstance(v, int | float)})
         trial.set_user_attr("adapter_dir", str(result.adapter_dir))

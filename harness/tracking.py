@@ -6,6 +6,8 @@ State lives in `<mlruns>`: `./mlruns` unless `HARNESS_MLRUNS` says otherwise. Th
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import importlib.metadata
 import json
 import logging
@@ -18,8 +20,9 @@ import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -27,14 +30,19 @@ from typing import Any
 # Set before MLflow is imported: no usage telemetry leaves the machine.
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no progress bar per download
+# A tracking server that stops answering fails a call after about 30 s of retries (1+2+4+8+16), not MLflow's
+# default of several minutes, in which a search looks hung.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "5")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
 
 import mlflow
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
-from harness.errors import HarnessError, TrialStopped, without_password
+from harness.errors import HarnessError, TrialStopped, causes, describe_machine_failure, without_password
 
 UI_STARTUP_SECONDS = 120
+STORE_RETRY_SECONDS = 60  # how long a failed run's end is retried against a store that fails (a lock lifting)
 SYSTEM_METRICS_INTERVAL_SECONDS = 2
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 
@@ -53,6 +61,8 @@ def configure(tracking_uri: str | None = None) -> str:
     uri = tracking_uri or default_tracking_uri()
     if uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    if uri.startswith(("http://", "https://")):
+        _check_reachable(uri)
     mlflow.set_tracking_uri(uri)
     mlflow.set_system_metrics_sampling_interval(SYSTEM_METRICS_INTERVAL_SECONDS)
     mlflow.set_system_metrics_samples_before_logging(1)
@@ -61,6 +71,49 @@ def configure(tracking_uri: str | None = None) -> str:
     # given, and warns that it found none: nothing to act on (the base model's licence is the user's to know).
     logging.getLogger("mlflow.transformers").setLevel(logging.ERROR)
     return uri
+
+
+def _check_reachable(uri: str) -> None:
+    """A tracking server nobody answers at is a clear error before anything starts, not minutes of retries."""
+    try:
+        urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=10).close()
+    except urllib.error.HTTPError:
+        pass  # it answers (a proxy in front may want credentials for /health)
+    except (urllib.error.URLError, OSError) as error:
+        reason = getattr(error, "reason", error)
+        raise HarnessError(
+            f"the MLflow tracking server at {without_password(uri)} is not reachable ({reason}): start it"
+            " (`harness server`, see the README's team set-up) or correct --tracking-uri"
+        ) from None
+
+
+def describe_failure(error: BaseException) -> str | None:
+    """A failure of the machine or of the tracking store as one line saying what failed and what to do; None for
+    anything else (a bug keeps its traceback)."""
+    machine = describe_machine_failure(error)
+    if machine:
+        return machine
+    store = without_password(mlflow.get_tracking_uri())
+    text = " | ".join(str(cause) for cause in causes(error))
+    if "database is locked" in text:
+        return (
+            f"the tracking store {store} stayed locked by another process (database is locked): let it"
+            " finish, or give processes that write at once a tracking server (`harness server`) instead of one"
+            " SQLite file"
+        )
+    server = urllib.parse.urlsplit(mlflow.get_tracking_uri())
+    unanswered = re.search(r"Max retries exceeded|Connection refused|Failed to establish a new connection", text)
+    # Only when the failing URL is the tracking server's (a model hub that cannot be reached is another matter).
+    if (
+        server.scheme in ("http", "https")
+        and unanswered
+        and f"port={server.port or (443 if server.scheme == 'https' else 80)}" in text.replace(" ", "")
+    ):
+        return (
+            f"the MLflow tracking server at {store} stopped answering: check that it runs (`harness server`),"
+            " then run the same command again (a search resumes)"
+        )
+    return None
 
 
 def experiment_for(task_name: str) -> str:
@@ -127,19 +180,56 @@ def trial_run(
     try:
         yield RunLog(run.info.run_id)
     except TrialStopped as stopped:
-        mlflow.set_tags({"harness.state": "pruned", "harness.pruned": str(stopped)})
-        mlflow.end_run("KILLED")
+        _end_active_run("KILLED", {"harness.state": "pruned", "harness.pruned": str(stopped)})
         raise
     except KeyboardInterrupt:
-        mlflow.set_tags({"harness.state": "killed", "harness.error": "interrupted (Ctrl-C or SIGTERM)"})
-        mlflow.end_run("KILLED")
+        _end_active_run("KILLED", {"harness.state": "killed", "harness.error": "interrupted (Ctrl-C or SIGTERM)"})
         raise
     except BaseException as error:
-        mlflow.set_tags({"harness.state": "failed", "harness.error": f"{type(error).__name__}: {error}"[:4000]})
-        mlflow.end_run("FAILED")
+        reason = describe_failure(error) or f"{type(error).__name__}: {error}"
+        _end_active_run("FAILED", {"harness.state": "failed", "harness.error": reason[:4000]})
         raise
     mlflow.set_tag("harness.state", "finished")
     mlflow.end_run("FINISHED")
+
+
+def _end_active_run(status: str, tags: dict[str, str]) -> None:
+    """End the active run after a failure, which may be the tracking store's own (locked, unreachable): retried
+    for a while so that the run does not stay RUNNING, then given up without hiding the failure being raised."""
+    active = mlflow.active_run()
+    if active is None:
+        return
+    run_id = active.info.run_id
+    try:
+        mlflow.set_tags(tags)
+        mlflow.end_run(status)
+        return
+    except Exception:
+        _forget_active_run(run_id)
+    client, deadline = MlflowClient(), time.monotonic() + STORE_RETRY_SECONDS
+    while time.monotonic() < deadline:
+        time.sleep(2)
+        try:
+            for key, value in tags.items():
+                client.set_tag(run_id, key, value)
+            client.set_terminated(run_id, status)
+            return
+        except Exception:
+            continue
+
+
+def _forget_active_run(run_id: str) -> None:
+    """Let this process go on (and start other runs) although the store did not hear that the run ended: off
+    MLflow's stack of active runs, its system-metrics thread stopped (it would log to the failing store)."""
+    from mlflow.tracking import fluent
+
+    stack = fluent._active_run_stack.get()
+    if stack and stack[-1].info.run_id == run_id:
+        stack.pop()
+    monitor = fluent.run_id_to_system_metrics_monitor.pop(run_id, None)
+    if monitor is not None:
+        with contextlib.suppress(Exception):
+            monitor.finish()
 
 
 def _param_value(value: Any) -> str:
@@ -291,7 +381,12 @@ def log_and_register_model(
     version_tags: dict[str, str],
 ) -> int:
     """Log a merged model on a run (transformers flavor, text-generation), register it as a new version
-    of `registered_name`, point `alias` at it and tag it; returns the version number."""
+    of `registered_name` with its tags, and point `alias` at it; returns the version number.
+
+    All or nothing: the weights are logged before the version exists, the version is created with its tags in one
+    call, and if pointing the alias fails or is interrupted (Ctrl-C, SIGTERM) the version is deleted again, so the
+    registry never shows a version without weights, tags or alias. A run that logged weights but registered
+    nothing is harmless: registering again logs a new copy."""
     from mlflow.models import infer_signature
 
     client = MlflowClient()
@@ -308,14 +403,15 @@ def log_and_register_model(
             pip_requirements=[
                 f"{p}=={importlib.metadata.version(p)}" for p in ("torch", "transformers", "safetensors")
             ],
-            registered_model_name=registered_name,
-            await_registration_for=60,
         )
     client.set_terminated(run_id, status)  # resuming the run to log must not change how it ended
-    version = int(logged.registered_model_version)
-    client.set_registered_model_alias(registered_name, alias, str(version))
-    for key, value in version_tags.items():
-        client.set_model_version_tag(registered_name, str(version), key, value)
+    created = mlflow.register_model(logged.model_uri, registered_name, await_registration_for=60, tags=version_tags)
+    version = int(created.version)
+    try:
+        client.set_registered_model_alias(registered_name, alias, str(version))
+    except BaseException:
+        client.delete_model_version(registered_name, str(version))
+        raise
     return version
 
 
@@ -358,20 +454,62 @@ def tag_model_version(registered_name: str, version: int, tags: dict[str, str]) 
         client.set_model_version_tag(registered_name, str(version), key, value)
 
 
-def download_model_version(registered_name: str, version: int, destination: Path) -> Path:
-    """Materialise a registered version's weights locally; returns the transformers model directory."""
-    return _download_transformers_model(f"models:/{registered_name}/{version}", destination)
+def download_model_version(registered_name: str, version: int) -> Path:
+    """A registered version's weights in a local transformers directory, downloaded once per tracking store."""
+    return _cached(
+        cache_dir("models", registered_name, f"v{version}"),
+        lambda into: _download_transformers_model(f"models:/{registered_name}/{version}", into),
+    )
+
+
+def download_run_directory(run_id: str, artifact_path: str) -> Path:
+    """A run's artifact directory (a trial's `adapter`) in a local directory, downloaded once per tracking store."""
+    return _cached(
+        cache_dir("runs", run_id, artifact_path),
+        lambda into: download_run_artifacts(run_id, artifact_path, into),
+    )
 
 
 def download_logged_model(uri: str) -> Path:
     """A logged transformers model (`runs:/RUN_ID/model`) in a local directory, downloaded once per URI."""
-    destination = mlruns_dir() / "downloads" / re.sub(r"[^A-Za-z0-9_.-]+", "-", uri)
-    if (destination / "model" / "config.json").exists():
-        return destination / "model"
     try:
-        return _download_transformers_model(uri, destination)
+        return _cached(
+            cache_dir("logged", re.sub(r"[^A-Za-z0-9_.-]+", "-", uri)),
+            lambda into: _download_transformers_model(uri, into),
+        )
     except mlflow.exceptions.MlflowException as error:
         raise HarnessError(f"cannot download {uri} from {mlflow.get_tracking_uri()}: {error.message}") from None
+
+
+def cache_dir(*parts: str) -> Path:
+    """Where local copies of what the tracking store holds are kept: `<mlruns>/cache/<store>/...`, `<store>` naming
+    the tracking and registry URIs, so that `models:/legal-extractor/1` of one server is never taken for another's."""
+    tracking_uri, registry_uri = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    readable = re.sub(r"[^A-Za-z0-9]+", "-", without_password(tracking_uri)).strip("-")[-40:]
+    digest = hashlib.sha256(f"{tracking_uri}\n{registry_uri}".encode()).hexdigest()[:12]
+    return mlruns_dir() / "cache" / f"{readable}-{digest}" / Path(*parts)
+
+
+def _cached(destination: Path, download: Callable[[Path], Path]) -> Path:
+    """`destination/<what download returns, relative to where it downloaded>`, downloaded once: into a temporary
+    directory beside it, renamed into place when complete, so a download cut short (Ctrl-C, a full disk, a dropped
+    connection) never leaves a copy that a later call would take for the whole."""
+    marker = destination / ".complete"  # holds the path of the result, relative to destination
+    if marker.exists():
+        return destination / marker.read_text(encoding="utf-8")
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f".{destination.name}.partial-", dir=destination.parent))
+    try:
+        result = download(partial).relative_to(partial)
+        (partial / ".complete").write_text(str(result), encoding="utf-8")
+        try:
+            partial.rename(destination)
+        except OSError:
+            if not marker.exists():  # not another process's complete copy, renamed in first: a real failure
+                raise
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    return destination / str(result)
 
 
 def _download_transformers_model(uri: str, destination: Path) -> Path:

@@ -136,9 +136,10 @@ def run_trial(
             "trainable_params": trainable_params,
             "train_steps": trained.steps,
         }
-        run.metrics(metrics)
+        # The adapter and the answers first: a run never shows figures for an adapter it could not store.
         run.directory(adapter_dir / "adapter", "adapter")
         run.table(_prediction_rows(validation_examples, generated, scores), "predictions.json")
+        run.metrics(metrics)
         run.tags({"harness.estimated_memory": estimate.describe()})
         return TrialResult(metrics=metrics, run_id=run.run_id, adapter_dir=adapter_dir / "adapter")
 

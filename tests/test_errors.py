@@ -1,8 +1,10 @@
-"""What of a URL may be printed or logged: never its password."""
+"""What users read of errors: a URL never with its password; a failure of the machine in one line."""
+
+import errno
 
 import pytest
 
-from harness.errors import without_password
+from harness.errors import describe_machine_failure, without_password
 
 
 @pytest.mark.parametrize(
@@ -18,3 +20,32 @@ from harness.errors import without_password
 def test_a_url_is_shown_without_its_password(url, shown):
     assert without_password(url) == shown
     assert "s3cret" not in without_password(url)
+
+
+def test_a_full_disk_is_one_line_naming_the_file_and_what_to_do():
+    full = OSError(errno.ENOSPC, "No space left on device", "/tmp/harness-adapter-x/adapter/adapter_model.safetensors")
+    assert describe_machine_failure(RuntimeError("saving failed")) is None  # not the machine's: keeps its traceback
+    try:
+        try:
+            raise full
+        except OSError as cause:
+            raise RuntimeError("could not save the adapter") from cause
+    except RuntimeError as error:
+        message = describe_machine_failure(error)
+    assert message is not None
+    assert message.startswith("no space left on the device writing /tmp/harness-adapter-x/adapter/adapter_model")
+    assert "TMPDIR" in message and "HARNESS_MLRUNS" in message
+
+
+def test_a_full_disk_reported_by_a_library_in_its_own_words_is_recognised():
+    # safetensors (Rust) and SQLite say it without an OSError
+    rust = Exception("Error while serializing: I/O error: No space left on device (os error 28)")
+    assert describe_machine_failure(rust).startswith("no space left on the device (Error while serializing")
+    assert describe_machine_failure(Exception("(sqlite3.OperationalError) database or disk is full")) is not None
+
+
+def test_an_unwritable_directory_is_one_line():
+    denied = PermissionError(errno.EACCES, "Permission denied", "/srv/mlruns/artifacts")
+    assert describe_machine_failure(denied) == (
+        "cannot write /srv/mlruns/artifacts: Permission denied; make it writable or point harness elsewhere"
+    )

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
+import signal
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
+import torch
 from mlflow.tracking import MlflowClient
 from safetensors import safe_open
 
-from harness import registry, tracking
+from harness import model_loading, registry, tracking
 from harness.config import load_task
 from harness.errors import HarnessError
 from harness.registry import gate
@@ -202,3 +209,81 @@ def test_an_alias_that_is_not_set_is_an_error_listing_the_ones_that_are(task, sm
     message = f"models:/legal-extractor@staging does not exist; aliases set: {aliases}"
     with pytest.raises(HarnessError, match=re.escape(message)):
         registry.find_version("legal-extractor", alias="staging")
+
+
+# Faults in the middle of a registration or a download: a real SIGINT delivered at a chosen step.
+
+
+@contextmanager
+def ctrl_c_in(owner: object, name: str) -> Iterator[None]:
+    """Ctrl-C (a real SIGINT to this process) the moment `owner.name` is called."""
+    original = getattr(owner, name)
+
+    def interrupted(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(10)  # the handler raises KeyboardInterrupt here
+        return original(*args, **kwargs)
+
+    # A test run started in the background ignores SIGINT; a user's terminal does not.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(owner, name, interrupted)
+            yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@pytest.fixture
+def empty_store(tmp_path):
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HARNESS_MLRUNS", str(tmp_path / "mlruns"))
+        tracking.configure()
+        yield tmp_path / "mlruns"
+    tracking.configure()  # back to the smoke study's store
+
+
+def test_an_interrupt_before_the_alias_is_set_leaves_no_version_and_the_next_registration_is_whole(task, empty_store):
+    with ctrl_c_in(MlflowClient, "set_registered_model_alias"), pytest.raises(KeyboardInterrupt):
+        registry.register_model(task, "tiny:llama", profile="smoke")
+    assert tracking.model_versions("legal-extractor") == []  # not a version without its alias
+    assert tracking.model_aliases("legal-extractor") == {}
+
+    registration = registry.register_model(task, "tiny:llama", profile="smoke")
+    [version] = tracking.model_versions("legal-extractor")
+    assert int(version.version) == registration.version
+    assert tracking.model_aliases("legal-extractor") == {"challenger": registration.version}
+    assert float(version.tags["test.f1_micro"]) == pytest.approx(registration.test["f1_micro"], abs=1e-4)
+    assert f"{registry.EVALUATION_TAG}.test-head-v1.64" in version.tags  # its recorded evaluation came with it
+    assert (registry.materialise_version("legal-extractor", registration.version) / "model.safetensors").exists()
+
+
+def test_a_download_cut_short_leaves_no_copy_that_a_later_call_takes_for_whole(task, empty_store):
+    registry.register_model(task, "tiny:llama", profile="smoke")
+    # Interrupted after the weights arrived, while the tokenizer is copied beside them.
+    with ctrl_c_in(shutil, "copy"), pytest.raises(KeyboardInterrupt):
+        registry.materialise_version("legal-extractor", 1)
+    assert list(tracking.cache_dir("models", "legal-extractor").iterdir()) == []  # nothing, not even a partial copy
+
+    model_dir = registry.materialise_version("legal-extractor", 1)
+    assert (model_dir / "tokenizer.json").exists() and (model_dir / "chat_template.jinja").exists()
+
+
+def test_a_version_materialised_from_one_tracking_store_is_never_taken_for_another_s(task, tmp_path):
+    another_model = tmp_path / "another-model"
+    tokenizer_source = model_loading.resolve_model("embedded:smollm2-135m-instruct").path
+    model_loading.build_tiny_llama(another_model, tokenizer_source=tokenizer_source, seed=1)
+    copies = {}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HARNESS_MLRUNS", str(tmp_path / "mlruns"))  # one local cache for both stores
+        for store, model in (("team-a", "tiny:llama"), ("team-b", str(another_model))):
+            tracking.configure(f"sqlite:///{tmp_path / store}.db")
+            assert registry.register_model(task, model, profile="smoke").version == 1
+            copies[store] = registry.materialise_version("legal-extractor", 1)
+    tracking.configure()
+    assert copies["team-a"] != copies["team-b"]
+    embeddings = []
+    for model_dir in copies.values():
+        with safe_open(str(model_dir / "model.safetensors"), "pt") as weights:
+            embeddings.append(weights.get_tensor("model.embed_tokens.weight"))
+    assert not torch.equal(*embeddings)  # each store's own version 1

@@ -222,6 +222,63 @@ def test_ctrl_c_or_preemption_kills_the_trial_and_the_study_run_and_the_same_com
     assert not runs("RUNNING")
 
 
+def test_preemption_during_the_registration_registers_nothing_and_the_same_command_registers(mlruns, legal_test_head):
+    env = {**os.environ, "HARNESS_MLRUNS": str(mlruns), "COLUMNS": "200", "PYTHONUNBUFFERED": "1"}
+    command = [str(Path(sys.executable).parent / "harness"), "search", str(legal_test_head(8)), "--trials", "1",
+               "--profile", "smoke", "--pruner", "none"]  # fmt: skip
+    worker = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert worker.stdout is not None
+    for line in worker.stdout:
+        if line.startswith("Registering the best trial"):
+            worker.send_signal(signal.SIGTERM)  # the refit has just started
+            break
+    _, stderr = worker.communicate(timeout=120)
+    assert worker.returncode == 130, stderr[-2000:]
+    assert "interrupted during the registration: nothing was registered" in stderr and "Traceback" not in stderr
+    assert tracking.model_versions("legal-extractor") == []
+    assert not runs("RUNNING")
+
+    # The claim was given back: the same command (the study is complete) registers, where it would otherwise say
+    # "another worker registers".
+    rerun = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert "Registering the best trial (0)" in rerun.stdout
+    assert tracking.model_aliases("legal-extractor") == {"challenger": 1}
+
+
+def test_a_registration_claim_whose_worker_was_killed_is_taken_over_but_a_done_one_is_not(legal, mlruns):
+    study, _ = journal_study(mlruns, legal)
+    study.tell(study.ask(), 0.5)
+    study.tell(study.ask(), 0.6)
+    storage = str(journal(mlruns))
+    # A worker that claims the registration at 1 trial and ends without registering or giving the claim back (as
+    # if killed), then claims it at 2 trials and registers (done); then it is gone.
+    worker = (
+        "import sys\nfrom harness import search\n"
+        "print(search.claim_registration('legal-smoke', 1, storage=sys.argv[1]))\n"
+        "with search.registration_claim('legal-smoke', 2, storage=sys.argv[1]) as claim:\n    print(claim)\n"
+    )
+    gone = subprocess.run([sys.executable, "-c", worker, storage], capture_output=True, text=True, check=True)
+    assert gone.stdout.count("(True,") == 2
+    with search.registration_claim("legal-smoke", 1, storage=storage) as (claimed, why):
+        assert (claimed, why) == (True, "this worker finished the study last")
+    claimed, why = search.claim_registration("legal-smoke", 2, storage=storage)
+    assert not claimed and why.startswith(f"another worker ({socket.gethostname()}:")
+
+
+def test_a_registration_that_fails_gives_its_claim_back(legal, mlruns):
+    study, _ = journal_study(mlruns, legal)
+    study.tell(study.ask(), 0.5)
+    storage = str(journal(mlruns))
+    with (
+        pytest.raises(OSError, match="No space left"),
+        search.registration_claim("legal-smoke", 1, storage=storage) as (claimed, _),
+    ):
+        assert claimed
+        raise OSError(28, "No space left on device")
+    assert search.claim_registration("legal-smoke", 1, storage=storage)[0]
+
+
 def journal_study(mlruns: Path, task) -> tuple[optuna.Study, object]:
     storage = search._storage(str(journal(mlruns)))
     study = optuna.create_study(study_name="legal-smoke", storage=storage, direction="maximize")

@@ -1,4 +1,5 @@
-"""The MLflow side people look at: `harness ui` serves the store the search wrote, with a page that ranks trials."""
+"""The MLflow side people look at (`harness ui` serves the store the search wrote, with a page that ranks trials),
+and the store failing under a run."""
 
 from __future__ import annotations
 
@@ -6,13 +7,19 @@ import json
 import os
 import re
 import signal
+import socket
+import sqlite3
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
 
+import pytest
+from mlflow.tracking import MlflowClient
+
 from harness import tracking
+from harness.errors import HarnessError
 
 HARNESS = str(Path(sys.executable).parent / "harness")
 PORT = 5057
@@ -93,3 +100,45 @@ def test_logging_a_table_again_replaces_it_and_the_ui_still_lists_it_as_a_table(
     ]
     experiment = MlflowClient().get_run(run_id).info.experiment_id
     assert len(MlflowClient().load_table(experiment, "leaderboard.json", run_ids=[run_id])) == 2
+
+
+# The tracking store failing: one line saying what failed and what to do, and no run left RUNNING.
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_an_unreachable_tracking_server_is_a_clear_error_before_anything_starts():
+    nobody = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(HarnessError, match=rf"the MLflow tracking server at {nobody} is not reachable \(.*refused"):
+        tracking.configure(nobody)
+    tracking.configure()
+
+
+def test_a_tracking_store_locked_by_another_process_is_one_line_and_leaves_no_run_running(tmp_path, monkeypatch):
+    monkeypatch.setenv("HARNESS_MLRUNS", str(tmp_path / "mlruns"))
+    tracking.configure()
+    experiment = tracking.experiment_for("legal")  # the store exists, with the task's experiment
+    database = tmp_path / "mlruns" / "mlflow.db"
+    holder = sqlite3.connect(database, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")  # another process writing, and not letting go
+    try:
+        result = subprocess.run(
+            [HARNESS, "train", "legal", "--profile", "smoke"],
+            env={**os.environ, "HARNESS_MLRUNS": str(tmp_path / "mlruns")},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert result.returncode == 2, result.stderr[-2000:]
+    message = result.stderr.replace("\n", " ")
+    assert f"error: the tracking store sqlite:///{database} stayed locked by another process" in message
+    assert "Traceback" not in result.stderr
+    runs = MlflowClient().search_runs([experiment])
+    assert [r.info.status for r in runs if r.info.status == "RUNNING"] == []

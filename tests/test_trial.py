@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import itertools
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -12,6 +17,7 @@ from harness.config import metric_names, resolve_trial_config
 from harness.errors import HarnessError, TrialStopped
 from harness.training import SilentReporter
 from harness.trial import run_trial
+from tests.conftest import component_missing
 
 EXPECTED_PARAMS = {
     "task", "profile", "model", "seed", "quantization",
@@ -19,6 +25,7 @@ EXPECTED_PARAMS = {
     "train.learning_rate", "train.lr_scheduler", "train.warmup_ratio", "train.weight_decay",
     "budget.train_examples", "budget.max_steps", "budget.batch_size", "budget.max_seq_length",
 }  # fmt: skip
+HARNESS = str(Path(sys.executable).parent / "harness")
 RUN_METRICS = {
     "train_seconds", "eval_seconds", "train_tokens_per_second", "eval_tokens_per_second", "peak_memory_mb",
     "estimated_peak_memory_mb", "trainable_params", "train_loss",
@@ -184,3 +191,35 @@ def test_a_target_set_the_model_lacks_names_the_real_linear_layers(legal):
 
     with pytest.raises(HarnessError, match=r"'attn' names q_proj, k_proj, v_proj, o_proj.*layers are: query, value"):
         attach_lora(TwoLinears(), LoraSpec(r=4, alpha=8), quantization="none", gradient_checkpointing=False)
+
+
+def with_small_disk(size: str, mount_at: Path, command: list[str]) -> list[str]:
+    """`command` run with a tmpfs of `size` mounted at `mount_at`: a disk that fills up, in a user and mount
+    namespace of its own (no root needed, nothing mounted outside it)."""
+    script = 'mount -t tmpfs -o size="$1" tmpfs "$2" && shift 2 && exec "$@"'
+    namespace = ["unshare", "--user", "--map-root-user", "--mount"]
+    if shutil.which("unshare") is None or subprocess.run([*namespace, "true"], capture_output=True).returncode:
+        component_missing("unshare (util-linux) with user namespaces, to mount a small tmpfs, is not available")
+    return [*namespace, "sh", "-c", script, "sh", size, str(mount_at), *command]
+
+
+def test_a_full_disk_while_saving_the_adapter_fails_the_run_in_one_line_and_logs_no_figures(tmp_path, mlruns):
+    small_disk = tmp_path / "small-disk"
+    small_disk.mkdir()
+    # 64 KiB: room for what a trial writes before it saves its adapter (116 KiB of LoRA weights on the tiny model).
+    command = with_small_disk("64k", small_disk, [HARNESS, "train", "legal", "--profile", "smoke"])
+    result = subprocess.run(
+        command,
+        env={**os.environ, "HARNESS_MLRUNS": str(mlruns), "TMPDIR": str(small_disk)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "error: no space left on the device" in result.stderr and "Traceback" not in result.stderr
+    client = MlflowClient()
+    [run] = client.search_runs([tracking.experiment_for("legal")])
+    assert run.info.status == "FAILED"
+    assert run.data.tags["harness.error"].startswith("no space left on the device")
+    assert "f1_micro" not in run.data.metrics  # no figures for an adapter that was never saved
+    assert "adapter" not in [artifact.path for artifact in client.list_artifacts(run.info.run_id)]
