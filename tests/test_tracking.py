@@ -7,7 +7,6 @@ import json
 import os
 import re
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from mlflow.tracking import MlflowClient
 
 from harness import tracking
 from harness.errors import HarnessError
+from tests.conftest import free_port
 
 HARNESS = str(Path(sys.executable).parent / "harness")
 PORT = 5057
@@ -103,12 +103,6 @@ def test_logging_a_table_again_replaces_it_and_the_ui_still_lists_it_as_a_table(
 
 
 # The tracking store failing: one line saying what failed and what to do, and no run left RUNNING.
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_an_unreachable_tracking_server_is_a_clear_error_before_anything_starts():
