@@ -153,7 +153,7 @@ def register_model(task: TaskConfig, model_spec: str, *, profile: str) -> Regist
         "harness.base_model": model_spec,
         "harness.profile": profile,
         **_metric_tags({}, {}, test),
-        **test_evaluation_tag(task, max_new_tokens, test),
+        **evaluation_tag(task, max_new_tokens, test),
     }
     version = _log_version(task, saved, tokenizer, run_id, tags)
     return Registration(registered_name(task), version, f"model {model_spec}", run_id, False, {}, {}, test)
@@ -193,7 +193,7 @@ def _register_adapter(
         "harness.profile": adapter.profile,
         "harness.quantization": adapter.quantization,
         **_metric_tags(adapter.validation, merged_validation, test),
-        **test_evaluation_tag(task, adapter.max_new_tokens, test),
+        **evaluation_tag(task, adapter.max_new_tokens, test),
     }
     version = _log_version(task, merged, tokenizer, adapter.run_id, tags)
     return Registration(
@@ -381,10 +381,10 @@ def record_test_evaluation(
     task: TaskConfig, name: str, version: int, max_new_tokens: int, metrics: dict[str, float]
 ) -> None:
     """Keep a version's stored-test evaluation on the version, keyed by set and budget, with the set's digest."""
-    tracking.tag_model_version(name, version, test_evaluation_tag(task, max_new_tokens, metrics))
+    tracking.tag_model_version(name, version, evaluation_tag(task, max_new_tokens, metrics))
 
 
-def test_evaluation_tag(task: TaskConfig, max_new_tokens: int, metrics: dict[str, float]) -> dict[str, str]:
+def evaluation_tag(task: TaskConfig, max_new_tokens: int, metrics: dict[str, float]) -> dict[str, str]:
     """The version tag that records an evaluation on the stored test set (`stored_test_metrics` reads it)."""
     stored = task.data.eval_sets[0]
     evaluation = {
