@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import signal
 import socket
@@ -27,12 +26,12 @@ import threading
 import time
 from pathlib import Path
 
-import torch
 from openai import APITimeoutError, OpenAI
 
 from harness.config import load_task
 from harness.prompts import prompt_turns
 from harness.registry import max_new_tokens_for, registered_name
+from harness.results import machine_description
 from harness.task_data import load_split
 
 HARNESS = str(Path(sys.executable).parent / "harness")
@@ -132,7 +131,7 @@ def main() -> None:
         "latency_p95_s": round(quantile(0.95), 2),
         "latency_p99_s": round(quantile(0.99), 2),
         "max_new_tokens": max_tokens,
-        "machine": machine(),
+        "machine": machine_description(),
     }
     print(json.dumps(figures, indent=2))
     if errors:
@@ -159,18 +158,6 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-def machine() -> dict[str, object]:
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if "model name" in line
-        ),
-        platform.processor(),
-    )
-    return {"cpu": cpu, "cores": os.cpu_count(), "avx512_bf16": bool(torch.cpu._is_avx512_bf16_supported())}
 
 
 if __name__ == "__main__":
