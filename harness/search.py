@@ -331,15 +331,7 @@ def _claim(storage_url: str, what: str, *, dead_holder_unless_done: bool = False
         except DuplicatedStudyError:
             attrs = optuna.load_study(study_name=name, storage=_storage(storage_url)).user_attrs
             holder = str(attrs.get("worker"))
-            holder_host, _, pid = holder.rpartition(":")
-            dead = (
-                dead_holder_unless_done
-                and not attrs.get("done")
-                and holder_host == socket.gethostname()
-                and pid.isdigit()
-                and not _process_exists(int(pid), attrs.get("started"))
-            )
-            if not dead:
+            if not (dead_holder_unless_done and not attrs.get("done") and _gone_here(holder, attrs.get("started"))):
                 return False, holder
             _release(storage_url, what)
             continue
@@ -582,20 +574,23 @@ def _fail_dead_workers(
     `dead` names workers known to be gone (a local pool's children). A trial no worker took up is gone too."""
     if isinstance(storage, RDBStorage):
         optuna.storages.fail_stale_trials(study)
-    host, now = socket.gethostname(), datetime.now()  # Optuna's trial times are naive local times
+    now = datetime.now()  # Optuna's trial times are naive local times
     for trial in _running(study):
         worker = trial.user_attrs.get(WORKER_ATTR)
         if worker is None:
             started = trial.datetime_start or now
             if (now - started).total_seconds() > ORPHAN_SECONDS:
                 _fail_and_retry(study, storage, task, trial, "no worker took the trial up")
-        elif worker in dead:
+        elif worker in dead or (
+            not isinstance(storage, RDBStorage) and _gone_here(str(worker), trial.user_attrs.get(WORKER_STARTED_ATTR))
+        ):
             _fail_and_retry(study, storage, task, trial, f"worker {worker} died")
-        elif not isinstance(storage, RDBStorage):
-            worker_host, _, pid = str(worker).rpartition(":")
-            started_as = trial.user_attrs.get(WORKER_STARTED_ATTR)
-            if worker_host == host and pid.isdigit() and not _process_exists(int(pid), started_as):
-                _fail_and_retry(study, storage, task, trial, f"worker {worker} died")
+
+
+def _gone_here(worker: str, started: str | None) -> bool:
+    """Whether `worker` (host:pid, as `worker_id` names it) ran on this machine and its process is gone."""
+    host, _, pid = worker.rpartition(":")
+    return host == socket.gethostname() and pid.isdigit() and not _process_exists(int(pid), started)
 
 
 def _fail_and_retry(
