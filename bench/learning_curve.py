@@ -23,7 +23,7 @@ from pathlib import Path
 
 from harness import tracking
 from harness.config import load_task, parse_set_options, resolve_trial_config
-from harness.results import machine_description
+from harness.machine import describe as machine_description
 from harness.trial import evaluate_model, run_trial
 
 SHOWN = ("f1_micro", "f1_claim_amount", "acc_initiator", "exact_match", "json_valid_rate")

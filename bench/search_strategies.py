@@ -27,8 +27,9 @@ import yaml
 
 from harness import tracking
 from harness.config import SEARCH_SPACES_DIR, load_task
-from harness.results import machine_description
-from harness.search import SearchOptions, run_search
+from harness.machine import describe as machine_description
+from harness.search.options import SearchOptions
+from harness.search.run import run_search
 
 
 def task_with_budget(task_name: str, profile: str, budget: dict[str, int], directory: Path):

@@ -29,9 +29,9 @@ from pathlib import Path
 from openai import APITimeoutError, OpenAI
 
 from harness.config import load_task
+from harness.machine import describe as machine_description
 from harness.prompts import prompt_turns
-from harness.registry import max_new_tokens_for, registered_name
-from harness.results import machine_description
+from harness.registry import max_new_tokens_for
 from harness.task_data import load_split
 
 HARNESS = str(Path(sys.executable).parent / "harness")
@@ -62,7 +62,7 @@ def main() -> None:
     print(" ".join(started.stdout.split("Try:")[0].split()), flush=True)
     pid = int(re.search(r"server pid (\d+)", started.stdout)[1])  # type: ignore[index]
     base_url = f"http://127.0.0.1:{port}/v1"
-    served_name = registered_name(task)
+    served_name = task.registered_name
     from harness import tracking
 
     tracking.configure()

@@ -1,7 +1,8 @@
 """Normalisation of extracted values, per field type, so that equal meanings compare equal.
 
 Each function returns the canonical form, or None when the value is absent or cannot be read as that type
-(a value that cannot be read counts as wrong, never as a crash).
+(a value that cannot be read counts as wrong, never as a crash). Which function serves which field type is said
+once, in `evaluators.field_types`.
 """
 
 from __future__ import annotations
@@ -9,18 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
-from typing import Any, Protocol
-
-
-class FieldLike(Protocol):
-    """What normalisation needs to know about a field: its type and, for enums, its values."""
-
-    @property
-    def type(self) -> str: ...
-
-    @property
-    def values(self) -> tuple[str, ...] | None: ...
-
+from typing import Any
 
 # Legal-form spellings -> one canonical token. Longest first: "public joint stock company" before "joint stock".
 LEGAL_FORM_SYNONYMS = (
@@ -166,42 +156,3 @@ def parse_date(value: Any) -> str | None:
         except ValueError:
             continue
     return None
-
-
-def normalize_value(field: FieldLike, value: Any) -> Any:
-    """The canonical form of a value of this field; a frozenset for string lists; None if absent or unreadable."""
-    if value is None:
-        return None
-    if field.type == "string":
-        return normalize_string(value)
-    if field.type == "number":
-        return parse_number(value)
-    if field.type == "enum":
-        return normalize_enum(value, field.values or ())
-    if field.type == "date":
-        return parse_date(value)
-    if field.type == "string_list":
-        items = value if isinstance(value, list) else [value]
-        normalized = {normalize_string(item) for item in items}
-        return frozenset(item for item in normalized if item is not None)
-    raise ValueError(f"unknown field type {field.type!r}")
-
-
-def is_schema_valid(field: FieldLike, value: Any) -> bool:
-    """Whether a value validates against the task's JSON Schema as written (null means 'not found').
-
-    Stricter than scoring: `"1 250 000 rubles"` scores as a number but is not a JSON number.
-    """
-    if value is None:
-        return True
-    if field.type == "string":
-        return isinstance(value, str)
-    if field.type == "number":
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    if field.type == "enum":
-        return value in (field.values or ())
-    if field.type == "date":
-        return isinstance(value, str) and parse_date(value) == value
-    if field.type == "string_list":
-        return isinstance(value, list) and all(isinstance(item, str) for item in value)
-    raise ValueError(f"unknown field type {field.type!r}")

@@ -13,7 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from evaluators.normalization import FieldLike, is_schema_valid, normalize_value, numbers_equal
+from evaluators.field_types import FieldLike, is_schema_valid, normalize_value
+from evaluators.normalization import numbers_equal
 
 _DECODER = json.JSONDecoder()
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL | re.IGNORECASE)

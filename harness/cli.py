@@ -6,11 +6,12 @@ answers at once.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import signal
-import statistics
 import sys
-from collections import Counter
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,7 +19,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from harness.config import DEFAULT_MAX_NEW_TOKENS
 from harness.errors import HarnessError, without_password
+from harness.search.options import SearchOptions
 
 app = typer.Typer(
     help="Find the best LoRA / QLoRA fine-tuning recipe for a structured-extraction task, and ship it.",
@@ -46,7 +49,10 @@ TrackingUriOption = Annotated[
         help="MLflow tracking URI: http://HOST:PORT for a team's `harness server` (default: <mlruns>/mlflow.db).",
     ),
 ]
-StudyOption = Annotated[str | None, typer.Option(help="Study name (default: TASK-PROFILE).")]
+StudyOption = Annotated[
+    str | None,
+    typer.Option(help="Study name (default: TASK-PROFILE, or the task's most recent study when that does not exist)."),
+]
 SplitOption = Annotated[
     str, typer.Option(help="train, validation, test (the task's first stored eval set) or an eval set name.")
 ]
@@ -86,16 +92,19 @@ def baseline(
     ),
 ) -> None:
     """Run the rule-based reference (regular expressions) and score it: the row every model must beat."""
-    from evaluators import legal_rules
     from harness.config import load_task
     from harness.predictions import score_predictions_file, write_predictions
-    from harness.task_data import load_split
+    from harness.task_data import load_split, rule_baseline
 
     config = load_task(task)
-    if config.data.generator != "legal":
-        raise HarnessError(f"task {config.task.name} has no rule baseline: only the built-in legal data ships one")
+    predict = rule_baseline(config)
+    if predict is None:
+        raise HarnessError(
+            f"task {config.task.name} has no rule baseline: {config.file} names none (data.baseline: a module with"
+            " predict(text) -> answer, such as tasks.legal.rules)"
+        )
     examples = load_split(config, split)
-    write_predictions(out, [e.id for e in examples], [legal_rules.predict(e.text) for e in examples])
+    write_predictions(out, [e.id for e in examples], [predict(e.text) for e in examples])
     console.print(f"Rule baseline predictions for {len(examples)} {split} examples written to {out}")
     scores, _ = score_predictions_file(config, out, split)
     _print_scores(config, scores, split=split)
@@ -109,27 +118,18 @@ def data(
 ) -> None:
     """Check a task's data (digests, leakage, schema) and summarise each split."""
     from harness.config import load_task
-    from harness.task_data import load_split, split_names
+    from harness.task_data import load_split, split_names, summarise_split
 
     config = load_task(task)
     table = Table(title=f"{config.task.name} data")
-    for column in ("split", "examples", "words (min / mean / max)", "initiator=defendant", "decisions"):
-        table.add_column(column)
     splits = [s for s in split_names(config) if s != "test"]
     for split in splits:
         examples = load_split(config, split)
-        words = [len(e.text.split()) for e in examples]
-        initiators = Counter(e.fields.get("initiator") for e in examples)
-        decisions = Counter(e.fields.get("decision") for e in examples)
-        table.add_row(
-            split,
-            str(len(examples)),
-            f"{min(words)} / {statistics.mean(words):.0f} / {max(words)}",
-            f"{initiators.get('defendant', 0) / len(examples):.0%}" if "initiator" in config.fields else "-",
-            ", ".join(f"{k}: {v}" for k, v in sorted(decisions.items(), key=str))
-            if "decision" in config.fields
-            else "-",
-        )
+        summary = summarise_split(config, examples)
+        if not table.columns:
+            for column in ("split", *summary):
+                table.add_column(column)
+        table.add_row(split, *summary.values())
         if export:
             export.mkdir(parents=True, exist_ok=True)
             with (export / f"{split}.jsonl").open("w", encoding="utf-8") as file:
@@ -186,8 +186,12 @@ def train(
         f" {recipe.lora.target_modules}, learning rate {recipe.train.learning_rate:g}",
         highlight=False,
     )
-    result = run_trial(config_task, config, max_memory_mb=limit, reporter=_TrainingProgress())
-    console.print(f"MLflow run {result.run_id} in {uri}; adapter in {result.adapter_dir}", highlight=False)
+    # The adapter where `harness eval --adapter` finds it, beside the store (not in /tmp, which nobody cleans).
+    output_dir = tracking.mlruns_dir() / "train" / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    result = run_trial(config_task, config, output_dir=output_dir, max_memory_mb=limit, reporter=_TrainingProgress())
+    console.print(
+        f"MLflow run {result.run_id} in {uri}; adapter in {result.adapter_dir}", highlight=False, soft_wrap=True
+    )
     _print_metrics_table(result.metrics)
     print(json.dumps({k: round(v, 6) if isinstance(v, float) else v for k, v in result.metrics.items()}))
 
@@ -201,14 +205,10 @@ class _TrainingProgress:
         self.started = 0.0
 
     def on_train_begin(self, total_steps: int) -> None:
-        import time
-
         self.total_steps, self.started = total_steps, time.monotonic()
         errors.print(f"{self.label}: {total_steps} optimizer steps", markup=False)
 
     def on_log(self, step: int, metrics: dict[str, float]) -> None:
-        import time
-
         from harness.estimates import minutes
 
         per_step = (time.monotonic() - self.started) / max(step, 1)
@@ -231,25 +231,29 @@ class _TrainingProgress:
 @app.command()
 def search(
     task: TaskArgument,
-    trials: Annotated[int, typer.Option(help="Total finished trials the study should have (re-running resumes).")] = 30,
+    trials: Annotated[
+        int, typer.Option(help="Total finished trials the study should have (re-running resumes).")
+    ] = SearchOptions.trials,
     profile: ProfileOption = "auto",
-    model: ModelOption = None,
-    study: StudyOption = None,
-    sampler: Annotated[str, typer.Option(help="tpe (multivariate, seeded), random or gp.")] = "tpe",
+    model: ModelOption = SearchOptions.model,
+    study: Annotated[str | None, typer.Option(help="Study name (default: TASK-PROFILE).")] = SearchOptions.study_name,
+    sampler: Annotated[str, typer.Option(help="tpe (multivariate, seeded), random or gp.")] = SearchOptions.sampler,
     pruner: Annotated[
         str,
         typer.Option(
             help="halving (successive halving over training steps: most trials stop at the first rungs), hyperband,"
             " median or none; all compare the validation loss at the rungs of the task's search.pruning."
         ),
-    ] = "halving",
-    seed: Annotated[int, typer.Option(help="Sampler seed.")] = 0,
-    timeout: Annotated[float | None, typer.Option(help="Stop starting new trials after this many seconds.")] = None,
+    ] = SearchOptions.pruner,
+    seed: Annotated[int, typer.Option(help="Sampler seed.")] = SearchOptions.seed,
+    timeout: Annotated[
+        float | None, typer.Option(help="Stop starting new trials after this many seconds.")
+    ] = SearchOptions.timeout_seconds,
     max_memory: Annotated[str | None, typer.Option(help="Skip trials whose estimated peak exceeds this.")] = None,
     max_failures: Annotated[
         int, typer.Option(help="Stop (exit 2, finished trials kept) after this many trials in a row failed.")
-    ] = 3,
-    storage: StorageOption = None,
+    ] = SearchOptions.max_failures,
+    storage: StorageOption = SearchOptions.storage,
     tracking_uri: TrackingUriOption = None,
     n_workers: Annotated[
         int, typer.Option(help="Worker processes on this machine: a GPU each, or a share of the cores.")
@@ -257,9 +261,11 @@ def search(
     worker_index: Annotated[
         int | None,
         typer.Option(help="This worker's number in log lines; read from Kubernetes and Slurm when unset."),
-    ] = None,
+    ] = SearchOptions.worker_index,
     pool_worker: Annotated[bool, typer.Option("--pool-worker", hidden=True)] = False,
-    no_register: Annotated[bool, typer.Option("--no-register", help="Do not register the best trial.")] = False,
+    no_register: Annotated[
+        bool, typer.Option("--no-register", help="Do not register the best trial.")
+    ] = not SearchOptions.register,
     quiet: Annotated[
         bool, typer.Option("--quiet", help="Log lines only, no live view (the default when output is not a terminal).")
     ] = False,
@@ -269,20 +275,13 @@ def search(
     Any number of processes, here or on other machines, may run the same command on one --storage and
     --tracking-uri: they share the study's trials until it has --trials finished ones."""
     from harness.config import load_task
+    from harness.memory import parse_size
 
     config = load_task(task)
     chosen, reason = _choose_profile(config, profile)
     if n_workers < 1:
         raise HarnessError(f"--n-workers must be at least 1, got {n_workers}")
     _check_shared_storage(storage, n_workers)  # before the heavy imports: a wrong command fails at once
-
-    from harness import search as searching
-    from harness import tracking, workers
-    from harness.memory import parse_size
-    from harness.search import SearchOptions
-
-    storage_url = storage or searching.default_storage()
-    _check_shared_storage(storage_url, n_workers)
     options = SearchOptions(
         trials=trials,
         profile=chosen,
@@ -293,13 +292,22 @@ def search(
         seed=seed,
         timeout_seconds=timeout,
         max_memory_mb=parse_size(max_memory) if max_memory else None,
-        storage=storage_url,
-        worker_index=worker_index if worker_index is not None else workers.worker_index_from_environment(),
+        storage=storage,
+        worker_index=worker_index,
         max_failures=max_failures,
+        register=not no_register,
     )
+
+    from harness import tracking, workers
+    from harness.search.storage import default_storage
+
+    storage_url = storage or default_storage()
+    _check_shared_storage(storage_url, n_workers)
+    index = worker_index if worker_index is not None else workers.worker_index_from_environment()
+    options = dataclasses.replace(options, storage=storage_url, worker_index=index)
     uri = tracking.configure(tracking_uri)
     if n_workers > 1:
-        _run_worker_pool(task, config, options, n_workers, uri, no_register=no_register, max_memory=max_memory)
+        _run_worker_pool(task, config, options, n_workers, uri)
         return
     if not pool_worker:
         console.print(f"profile [bold]{chosen}[/bold] ({reason})", highlight=False)
@@ -313,7 +321,7 @@ def search(
         raise typer.Exit(130) from None
     if not pool_worker:
         _print_search_summary(summary, uri)
-    if not no_register and summary.best is not None:
+    if options.register and summary.best is not None:
         _register_best(config, summary, trials, storage_url)
     if not pool_worker:
         print(
@@ -322,28 +330,30 @@ def search(
 
 
 def _register_best(config: Any, summary: Any, trials: int, storage_url: str | None) -> None:
-    """Register the study's best trial if this worker claims it. A registration that fails or is interrupted
-    registers nothing (no version, no alias) and gives the claim back: the same command registers it next time."""
-    from harness import search as searching
+    """Register the study's best trial if this worker is the one to; say why not otherwise."""
+    from harness.registry import register_after_search
 
-    with searching.registration_claim(summary.study_name, trials, storage=storage_url) as (claimed, why):
-        if not claimed:
-            console.print(f"Not registering here: {why}.", highlight=False)
-            return
-        from harness.registry import register_trial
-
-        assert summary.best is not None
+    def starting(why: str) -> None:
         console.print(f"Registering the best trial ({summary.best['trial']}): {why}; --no-register skips this.")
-        try:
-            registration = register_trial(
-                config, study_name=summary.study_name, storage=storage_url, reporter=_TrainingProgress("refit")
-            )
-        except KeyboardInterrupt:
-            errors.print(
-                "\ninterrupted during the registration: nothing was registered and the study is complete. Run the"
-                f" same command again, or `harness register {config.task.name} --study {summary.study_name}`"
-            )
-            raise typer.Exit(130) from None
+
+    try:
+        registration, why = register_after_search(
+            config,
+            study_name=summary.study_name,
+            total=trials,
+            storage=storage_url,
+            on_start=starting,
+            reporter=_TrainingProgress("refit"),
+        )
+    except KeyboardInterrupt:
+        errors.print(
+            "\ninterrupted during the registration: nothing was registered and the study is complete. Run the"
+            f" same command again, or `harness register {config.task.name} --study {summary.study_name}`"
+        )
+        raise typer.Exit(130) from None
+    if registration is None:
+        console.print(f"Not registering here: {why}.", highlight=False)
+        return
     _print_registration(registration)
 
 
@@ -355,65 +365,43 @@ def _check_shared_storage(storage: str | None, n_workers: int) -> None:
         )
 
 
-def _run_worker_pool(
-    task: str, config: Any, options: Any, count: int, uri: str, *, no_register: bool, max_memory: str | None
-) -> None:
-    """`--n-workers K`: K `harness search` processes on this machine's GPUs or cores; then the study's summary."""
-    import os
-
+def _run_worker_pool(task: str, config: Any, options: Any, count: int, uri: str) -> None:
+    """`--n-workers K`: prints where each worker runs, each one that fails, and the study's summary."""
     from harness import workers
-    from harness.search import close_study, study_summary
-
-    arguments = ["search", task, "--trials", str(options.trials), "--profile", options.profile]
-    arguments += ["--study", options.study_name, "--sampler", options.sampler, "--pruner", options.pruner]
-    arguments += ["--seed", str(options.seed), "--max-failures", str(options.max_failures), "--quiet", "--pool-worker"]
-    # Storage and tracking URI through the environment: `ps` shows command lines, and they may hold a password.
-    shared = {"HARNESS_STORAGE": options.storage, "HARNESS_TRACKING_URI": uri}
-    arguments += ["--model", options.model] if options.model else []
-    arguments += ["--timeout", str(options.timeout_seconds)] if options.timeout_seconds is not None else []
-    arguments += ["--max-memory", max_memory] if max_memory else []
-    arguments += ["--no-register"] if no_register else []
-    from harness import tracking
-
-    tracking.experiment_for(config.task.name)  # a new local store is created once here, not raced by the workers
-    gpus = workers.visible_gpus()
-    slots = workers.plan_workers(count, gpus=gpus, cpus=os.sched_getaffinity(0))
-    for slot in slots:
-        where = f"GPU {slot.environment['CUDA_VISIBLE_DEVICES']}" if gpus else f"cores {sorted(slot.cpus)}"
-        console.print(f"worker {slot.index}: {where}", highlight=False)
 
     def report(exit: Any) -> None:
         if exit.returncode != 0:
             errors.print(f"{exit.describe()}; the other workers take over its trial", markup=False)
 
     try:
-        exits = workers.run_workers(arguments, slots, environment=shared, on_exit=report)
+        pool = workers.run_search_pool(
+            task,
+            config,
+            options,
+            count,
+            tracking_uri=uri,
+            on_start=lambda slot, where: console.print(f"worker {slot.index}: {where}", highlight=False),
+            on_exit=report,
+        )
     except KeyboardInterrupt:
         errors.print("\ninterrupted: every worker marked its run KILLED; run the same command again to resume")
         raise typer.Exit(130) from None
-    # Workers killed last leave their trials RUNNING and the study's run open: settle both.
-    close_study(config, options, dead_pids={e.pid for e in exits if e.returncode < 0})
-    summary = study_summary(config, options)
-    _print_search_summary(summary, uri)
-    finished = len([r for r in summary.rows if r["state"] in ("COMPLETE", "PRUNED")])
-    failed = [e.describe() for e in exits if e.returncode > 0]
-    if finished < options.trials or failed:
+    _print_search_summary(pool.summary, uri)
+    if pool.finished < options.trials or pool.failed:
         errors.print(
-            f"the study has {finished} of {options.trials} finished trials"
-            f"{''.join(f'; {f}' for f in failed)}; see the workers' errors above"
-            + ("; run the same command again to resume" if finished < options.trials else "")
+            f"the study has {pool.finished} of {options.trials} finished trials"
+            f"{''.join(f'; {f}' for f in pool.failed)}; see the workers' errors above"
+            + ("; run the same command again to resume" if pool.finished < options.trials else "")
         )
         raise typer.Exit(1)
 
 
 def _run_with_progress(config: Any, options: Any, *, quiet: bool) -> Any:
     """A Rich live view (trial i of N, current params and step, best so far, elapsed and ETA) around the search."""
-    import time
-
     from rich.live import Live
 
     from harness.estimates import minutes
-    from harness.search import run_search
+    from harness.search.run import run_search
 
     def render(progress: Any) -> Table:
         elapsed = time.monotonic() - progress.started
@@ -510,6 +498,7 @@ def register(
     """Refit a study's best trial, merge its adapter into the base model and register it as @challenger."""
     from harness import registry, tracking
     from harness.config import load_task
+    from harness.search.study import latest_study_name
 
     config = load_task(task)
     if run and model:
@@ -525,7 +514,7 @@ def register(
     else:
         registration = registry.register_trial(
             config,
-            study_name=study or f"{config.task.name}-{chosen}",
+            study_name=study or latest_study_name(config.task.name, chosen, storage=storage),
             storage=storage,
             trial_number=trial,
             refit=not no_refit,
@@ -702,7 +691,7 @@ def serve(
     request: dict[str, Any] = {
         "model": server.served_name,
         "temperature": 0,
-        "messages": [{"role": "user", "content": f"{config.task.instruction[:60]}... <decision text>"}],
+        "messages": [{"role": "user", "content": f"{config.task.instruction[:60]}... <document text>"}],
     }
     if json_schema:
         schema = output_schema(config)
@@ -782,7 +771,7 @@ def ui(
     objective = config.search.objective.metric
     columns = [objective, *(f"f1_{name}" for name in config.fields), "exact_match", "json_valid_rate"]
     served = uri.startswith(("http://", "https://"))
-    page = tracking.experiment_page(
+    page = tracking.save_ranked_view(
         uri.rstrip("/") if served else f"http://{host}:{port}",
         config.task.name,
         metrics=list(dict.fromkeys(columns)),
@@ -867,7 +856,7 @@ def report(
     config = load_task(task)
     chosen, _ = _choose_profile(config, profile)
     tracking.configure(tracking_uri)
-    study_name = study or f"{config.task.name}-{chosen}"
+    study_name = study or tracking.latest_study_name(config.task.name, chosen)
     built = build_report(config, study_name=study_name, out_dir=out or tracking.mlruns_dir() / "reports" / study_name)
     console.print(f"Report: {built.html_path} ({len(built.pngs)} PNGs beside it); logged on run {built.run_id}")
 
@@ -891,7 +880,7 @@ def results(
     tracking.configure(tracking_uri)
     written = write_results(
         config,
-        study_name=study or f"{config.task.name}-{chosen}",
+        study_name=study or tracking.latest_study_name(config.task.name, chosen),
         out_dir=out,
         on_progress=lambda line: errors.print(line, markup=False, highlight=False),
     )
@@ -905,7 +894,7 @@ def eval_(
     adapter: Annotated[Path | None, typer.Option(help="A LoRA adapter directory to apply.")] = None,
     split: SplitOption = "validation",
     limit: Annotated[int | None, typer.Option(help="Score only the first N examples.")] = None,
-    max_new_tokens: Annotated[int, typer.Option(help="Generation budget per answer.")] = 128,
+    max_new_tokens: Annotated[int, typer.Option(help="Generation budget per answer.")] = DEFAULT_MAX_NEW_TOKENS,
 ) -> None:
     """Score any model, with or without an adapter (e.g. the zero-shot baseline); last line: metrics as JSON."""
     from harness.config import load_task
@@ -926,9 +915,9 @@ def _choose_profile(task: Any, profile: str) -> tuple[str, str]:
     """`auto` is gpu when CUDA is available, else cpu; returns the profile and why it was chosen."""
     if profile != "auto":
         return profile, "asked for"
-    import torch
+    from harness.machine import has_cuda
 
-    chosen = "gpu" if torch.cuda.is_available() else "cpu"
+    chosen = "gpu" if has_cuda() else "cpu"
     why = task.profiles[chosen].why if chosen in task.profiles else ""
     return chosen, f"auto: {why}" if why else "auto"
 

@@ -28,6 +28,10 @@ TargetModules = Literal["attn", "mlp", "all"]
 REQUIRED_PROFILES = ("smoke", "cpu", "gpu")
 
 
+# Tokens an answer may take when nothing says otherwise: the legal answer is ~75 tokens, compact JSON.
+DEFAULT_MAX_NEW_TOKENS = 128
+
+
 class Strict(BaseModel):
     """Every config model rejects keys it does not declare: a typo must not pass silently."""
 
@@ -62,9 +66,15 @@ class EvalSetSpec(Strict):
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")  # checked on every load: a stored set never changes
 
 
+MODULE_PATH = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$"  # tasks.legal.generator
+
+
 class DataSpec(Strict):
     source: Literal["generator", "jsonl"]
-    generator: Literal["legal"] | None = None  # source=generator: the built-in generator to use
+    # source=generator: the module that writes the task's examples, `generate_split(seed, split, size)` -> records
+    generator: str | None = Field(default=None, pattern=MODULE_PATH)
+    # Any source: a module whose `predict(text)` answers without a model (rules), the row every model must beat.
+    baseline: str | None = Field(default=None, pattern=MODULE_PATH)
     seed: int = 0  # source=generator: the seed of train and validation
     train_size: int | None = Field(default=None, gt=0)  # source=generator
     validation_size: int | None = Field(default=None, gt=0)  # source=generator
@@ -137,7 +147,7 @@ class BudgetSpec(Strict):
     micro_batch_size: int | None = Field(default=None, gt=0)
     max_seq_length: int = Field(gt=0)  # prompt + answer tokens; longer examples are an error, not cut
     validation_examples: int = Field(gt=0)  # how many validation examples are generated and scored
-    max_new_tokens: int = Field(default=128, gt=0)
+    max_new_tokens: int = Field(default=DEFAULT_MAX_NEW_TOKENS, gt=0)  # the generation budget of each answer
     # Recompute activations in the backward pass: saves GPU memory on big models, costs a third more compute.
     gradient_checkpointing: bool = False
     # A search prunes on the completion loss of a small fixed slice (the last examples of the validation split),
@@ -258,6 +268,11 @@ class TaskConfig(Strict):
         return self._file
 
     @property
+    def registered_name(self) -> str:
+        """The task's registered model: every version `harness register` makes, every alias the gate moves."""
+        return f"{self.task.name}-extractor"
+
+    @property
     def eval_set_names(self) -> tuple[str, ...]:
         return tuple(s.name for s in self.data.eval_sets)
 
@@ -298,13 +313,21 @@ def apply_overrides(recipe: Recipe, overrides: dict[str, Any]) -> Recipe:
 
 def recipe_keys(recipe: Recipe) -> list[str]:
     """The dotted names of every recipe value: the names used by `--set`, search params and MLflow params."""
-    keys = []
+    return list(recipe_values(recipe))
+
+
+def recipe_values(recipe: Recipe) -> dict[str, Any]:
+    """Every recipe value by its dotted name (`lora.r`, `train.learning_rate`), alpha given both ways (`lora.alpha`
+    and `lora.alpha_ratio`, resolved): the one flattening of a recipe, for MLflow params and the seed's params."""
+    values: dict[str, Any] = {}
     for section, value in recipe.model_dump().items():
         if isinstance(value, dict):
-            keys += [f"{section}.{name}" for name in value]
+            values.update({f"{section}.{name}": item for name, item in value.items()})
         else:
-            keys.append(section)
-    return keys
+            values[section] = value
+    values["lora.alpha"] = recipe.lora.resolved_alpha
+    values["lora.alpha_ratio"] = recipe.lora.resolved_alpha / recipe.lora.r
+    return values
 
 
 def task_path(task: str) -> Path:
@@ -529,11 +552,6 @@ def resolve_trial_config(
 def flat_params(config: TrialConfig) -> dict[str, Any]:
     """The trial config as stable dotted names (`lora.r`, `train.learning_rate`, `budget.batch_size`)."""
     params: dict[str, Any] = {"task": config.task, "profile": config.profile, "model": config.model}
-    for section, value in config.recipe.model_dump().items():
-        if isinstance(value, dict):
-            params.update({f"{section}.{k}": v for k, v in value.items()})
-        else:
-            params[section] = value
-    params["lora.alpha"] = config.recipe.lora.resolved_alpha
+    params.update(recipe_values(config.recipe))
     params.update({f"budget.{k}": v for k, v in config.budget.model_dump().items()})
     return params

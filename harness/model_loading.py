@@ -112,6 +112,15 @@ def load_causal_lm(model: ResolvedModel, *, dtype: Any = None) -> Any:
     return AutoModelForCausalLM.from_pretrained(model.path, dtype=dtype, use_safetensors=True, trust_remote_code=False)
 
 
+def save_bf16(model: Any, tokenizer: Any, out_dir: Path) -> Path:
+    """Weights in bf16 safetensors beside the tokenizer and its chat template: what transformers and vLLM load."""
+    import torch
+
+    model.to(torch.bfloat16).save_pretrained(out_dir, safe_serialization=True)
+    tokenizer.save_pretrained(out_dir)
+    return out_dir
+
+
 def _embedded_model_dir(name: str) -> Path:
     target = cache_dir() / "models" / name
     if (target / "config.json").exists():

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from evaluators.field_types import record_schema
 from harness.config import TaskConfig
 
 
@@ -32,19 +33,4 @@ def compact_json(fields: dict[str, Any]) -> str:
 def output_schema(task: TaskConfig) -> dict[str, Any]:
     """The answer's JSON Schema, for schema-constrained decoding (vLLM's `response_format`): one key per field,
     all of them required and no others; a field may be null when the document does not say it."""
-    properties = {
-        name: {"anyOf": [_value_schema(spec.type, spec.values), {"type": "null"}]} for name, spec in task.fields.items()
-    }
-    return {"type": "object", "properties": properties, "required": list(properties), "additionalProperties": False}
-
-
-def _value_schema(field_type: str, values: tuple[str, ...] | None) -> dict[str, Any]:
-    if field_type == "enum":
-        return {"type": "string", "enum": list(values or ())}
-    if field_type == "number":
-        return {"type": "number"}
-    if field_type == "date":
-        return {"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}$"}
-    if field_type == "string_list":
-        return {"type": "array", "items": {"type": "string"}}
-    return {"type": "string"}
+    return record_schema(task.fields)

@@ -16,25 +16,24 @@ from __future__ import annotations
 import getpass
 import json
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from harness import model_loading, search, tracking, training
-from harness.config import TaskConfig, resolve_trial_config
+from harness import model_loading, tracking, training
+from harness.config import DEFAULT_MAX_NEW_TOKENS, TaskConfig, resolve_trial_config
 from harness.errors import HarnessError
 from harness.prompts import assistant_turn, prompt_turns
+from harness.search.coordination import registration_claim
+from harness.search.study import find_trial
 from harness.task_data import load_split
 from harness.trial import evaluate_model, run_trial
 
 CHALLENGER, CHAMPION, PREVIOUS_CHAMPION = "challenger", "champion", "previous-champion"
 QUANTIZED = ("int8", "nf4")
 EVALUATION_TAG = "harness.evaluation"  # <tag>.<stored set>.<max_new_tokens> on a version: its recorded test figures
-
-
-def registered_name(task: TaskConfig) -> str:
-    return f"{task.task.name}-extractor"
 
 
 @dataclass
@@ -73,40 +72,62 @@ def register_trial(
     reporter: training.TrainingReporter | None = None,
 ) -> Registration:
     """Register a study's best trial (or trial `trial_number`) as a new `challenger` version."""
-    chosen = search.find_trial(study_name, storage=storage, number=trial_number)
+    chosen = find_trial(study_name, storage=storage, number=trial_number)
     trial_params = tracking.run_params(chosen.mlflow_run_id)
-    work = Path(tempfile.mkdtemp(prefix="harness-register-"))
-    config = resolve_trial_config(
-        task, profile=trial_params["profile"], model=trial_params["model"], overrides=chosen.params, refit=refit
-    )
-    if refit:
-        # Searches run at low fidelity: retrain the winning recipe with the profile's refit budget first.
-        result = run_trial(
-            task,
-            config,
-            parent_run_id=tracking.find_study_run(task.task.name, study_name),
-            run_name=f"refit-trial-{chosen.number}",
-            tags={"harness.study": study_name, "harness.refit": "true", "harness.trial_number": str(chosen.number)},
-            output_dir=work / "refit",
-            reporter=reporter,
+    # The merged copy (a full model: 16 GB for an 8B) is logged to MLflow, then removed with the directory.
+    with tempfile.TemporaryDirectory(prefix="harness-register-") as directory:
+        work = Path(directory)
+        config = resolve_trial_config(
+            task, profile=trial_params["profile"], model=trial_params["model"], overrides=chosen.params, refit=refit
         )
-        run_id, adapter_dir, validation = str(result.run_id), result.adapter_dir, result.metrics
-    else:
-        run_id = chosen.mlflow_run_id
-        adapter_dir = tracking.download_run_artifacts(run_id, "adapter", work)
-        validation = tracking.run_metrics(run_id)
-    adapter = AdapterRun(
-        run_id,
-        adapter_dir,
-        config.model,
-        config.profile,
-        config.recipe.quantization,
-        validation,
-        config.budget.validation_examples,
-        config.budget.max_new_tokens,
-    )
-    source = {"harness.study": study_name, "harness.trial": str(chosen.number), "harness.refit": str(refit).lower()}
-    return _register_adapter(task, adapter, f"trial {chosen.number} of {study_name}", source, work, refit=refit)
+        if refit:
+            # Searches run at low fidelity: retrain the winning recipe with the profile's refit budget first.
+            result = run_trial(
+                task,
+                config,
+                parent_run_id=tracking.find_study_run(task.task.name, study_name),
+                run_name=f"refit-trial-{chosen.number}",
+                tags={"harness.study": study_name, "harness.refit": "true", "harness.trial_number": str(chosen.number)},
+                output_dir=work / "refit",
+                reporter=reporter,
+            )
+            run_id, adapter_dir, validation = str(result.run_id), result.adapter_dir, result.metrics
+        else:
+            run_id = chosen.mlflow_run_id
+            adapter_dir = tracking.download_run_artifacts(run_id, "adapter", work)
+            validation = tracking.run_metrics(run_id)
+        adapter = AdapterRun(
+            run_id,
+            adapter_dir,
+            config.model,
+            config.profile,
+            config.recipe.quantization,
+            validation,
+            config.budget.validation_examples,
+            config.budget.max_new_tokens,
+        )
+        source = {"harness.study": study_name, "harness.trial": str(chosen.number), "harness.refit": str(refit).lower()}
+        return _register_adapter(task, adapter, f"trial {chosen.number} of {study_name}", source, work, refit=refit)
+
+
+def register_after_search(
+    task: TaskConfig,
+    *,
+    study_name: str,
+    total: int,
+    storage: str | None,
+    on_start: Callable[[str], None],
+    reporter: training.TrainingReporter | None = None,
+) -> tuple[Registration | None, str]:
+    """Register the study's best trial if this worker is the one to: the study has its `total` trials, none runs,
+    and this worker's claim landed first (`on_start(why)` is called before the refit begins). Otherwise None and
+    why not. A registration that fails or is interrupted registers nothing (no version, no alias) and gives the
+    claim back, so the same command registers next time."""
+    with registration_claim(study_name, total, storage=storage) as (claimed, why):
+        if not claimed:
+            return None, why
+        on_start(why)
+        return register_trial(task, study_name=study_name, storage=storage, reporter=reporter), why
 
 
 def register_run(task: TaskConfig, run_id: str) -> Registration:
@@ -117,46 +138,50 @@ def register_run(task: TaskConfig, run_id: str) -> Registration:
             f"MLflow run {run_id} is not a {task.task.name} training run (it has no task/model params of one);"
             " give the id of a `harness train` or trial run"
         )
-    work = Path(tempfile.mkdtemp(prefix="harness-register-"))
-    adapter = AdapterRun(
-        run_id,
-        tracking.download_run_artifacts(run_id, "adapter", work),
-        params["model"],
-        params["profile"],
-        params["quantization"],
-        tracking.run_metrics(run_id),
-        int(params["budget.validation_examples"]),
-        int(params["budget.max_new_tokens"]),
-    )
-    return _register_adapter(task, adapter, f"run {run_id}", {"harness.run": run_id}, work, refit=False)
+    with tempfile.TemporaryDirectory(prefix="harness-register-") as directory:
+        work = Path(directory)
+        adapter = AdapterRun(
+            run_id,
+            tracking.download_run_artifacts(run_id, "adapter", work),
+            params["model"],
+            params["profile"],
+            params["quantization"],
+            tracking.run_metrics(run_id),
+            int(params["budget.validation_examples"]),
+            int(params["budget.max_new_tokens"]),
+        )
+        return _register_adapter(task, adapter, f"run {run_id}", {"harness.run": run_id}, work, refit=False)
 
 
 def register_model(task: TaskConfig, model_spec: str, *, profile: str) -> Registration:
     """Register a model as it is, without an adapter: the zero-shot base as a baseline version, or any
     local model directory. Its stored-test figures are computed and tagged like any other version's."""
-    work = Path(tempfile.mkdtemp(prefix="harness-register-"))
-    model_ref = model_loading.resolve_model(model_spec)
-    tokenizer = model_loading.load_tokenizer(model_ref)
-    saved = save_bf16(model_loading.load_causal_lm(model_ref, dtype="auto"), tokenizer, work / "model")
-    max_new_tokens = task.profiles[profile].refit.max_new_tokens
-    test_scores, _ = evaluate_model(task, str(saved), split="test", max_new_tokens=max_new_tokens)
-    test = dict(test_scores.metrics)
-    run_id = tracking.log_decision_run(
-        task.task.name,
-        run_name=f"register-{model_ref.path.name}",
-        params={"model": model_spec, "profile": profile},
-        metrics={f"test_{k}": v for k, v in test.items()},
-        tags={"harness.kind": "registration", "harness.profile": profile},
-    )
-    tags = {
-        "harness.source": "model",
-        "harness.base_model": model_spec,
-        "harness.profile": profile,
-        **_metric_tags({}, {}, test),
-        **evaluation_tag(task, max_new_tokens, test),
-    }
-    version = _log_version(task, saved, tokenizer, run_id, tags)
-    return Registration(registered_name(task), version, f"model {model_spec}", run_id, False, {}, {}, test)
+    with tempfile.TemporaryDirectory(prefix="harness-register-") as directory:
+        work = Path(directory)
+        model_ref = model_loading.resolve_model(model_spec)
+        tokenizer = model_loading.load_tokenizer(model_ref)
+        saved = model_loading.save_bf16(
+            model_loading.load_causal_lm(model_ref, dtype="auto"), tokenizer, work / "model"
+        )
+        max_new_tokens = task.profiles[profile].refit.max_new_tokens
+        test_scores, _ = evaluate_model(task, str(saved), split="test", max_new_tokens=max_new_tokens)
+        test = dict(test_scores.metrics)
+        run_id = tracking.log_decision_run(
+            task.task.name,
+            run_name=f"register-{model_ref.path.name}",
+            params={"model": model_spec, "profile": profile},
+            metrics={f"test_{k}": v for k, v in test.items()},
+            tags={"harness.kind": "registration", "harness.profile": profile},
+        )
+        tags = {
+            "harness.source": "model",
+            "harness.base_model": model_spec,
+            "harness.profile": profile,
+            **_metric_tags({}, {}, test),
+            **evaluation_tag(task, max_new_tokens, test),
+        }
+        version = _log_version(task, saved, tokenizer, run_id, tags)
+        return Registration(task.registered_name, version, f"model {model_spec}", run_id, False, {}, {}, test)
 
 
 def _register_adapter(
@@ -197,7 +222,7 @@ def _register_adapter(
     }
     version = _log_version(task, merged, tokenizer, adapter.run_id, tags)
     return Registration(
-        registered_name(task), version, source, adapter.run_id, refit, adapter.validation, merged_validation, test
+        task.registered_name, version, source, adapter.run_id, refit, adapter.validation, merged_validation, test
     )
 
 
@@ -209,7 +234,7 @@ def _log_version(task: TaskConfig, model_dir: Path, tokenizer: Any, run_id: str,
         run_id,
         model,
         tokenizer,
-        registered_name=registered_name(task),
+        registered_name=task.registered_name,
         input_example=prompt,
         output_example=assistant_turn(example.fields)[0]["content"],
         alias=CHALLENGER,
@@ -220,18 +245,8 @@ def _log_version(task: TaskConfig, model_dir: Path, tokenizer: Any, run_id: str,
 def merge_into_base(base_ref: model_loading.ResolvedModel, adapter_dir: Path, out_dir: Path, tokenizer: Any) -> Path:
     """Base model in fp32 + adapter -> merged weights saved in bf16 (16-bit) safetensors, with the tokenizer and
     chat template: a directory transformers and vLLM load as is."""
-    import torch
-
-    base = model_loading.load_causal_lm(base_ref, dtype=torch.float32)
-    return save_bf16(training.merge_adapter(base, adapter_dir), tokenizer, out_dir)
-
-
-def save_bf16(model: Any, tokenizer: Any, out_dir: Path) -> Path:
-    import torch
-
-    model.to(torch.bfloat16).save_pretrained(out_dir, safe_serialization=True)
-    tokenizer.save_pretrained(out_dir)
-    return out_dir
+    base = model_loading.load_causal_lm(base_ref, dtype="float32")
+    return model_loading.save_bf16(training.merge_adapter(base, adapter_dir), tokenizer, out_dir)
 
 
 def _metric_tags(
@@ -296,7 +311,7 @@ def promote(
 
     A version's weights never change, so an evaluation recorded on it for the same stored set (same digest) and
     generation budget is reused unless `fresh`: greedy decoding gives the same answers again."""
-    name = registered_name(task)
+    name = task.registered_name
     candidate = (
         tracking.model_version(name, version=version) if version else tracking.model_version(name, alias=CHALLENGER)
     )
@@ -430,4 +445,4 @@ def materialise_adapter(name: str, version: int) -> Path:
 
 def max_new_tokens_for(task: TaskConfig, version_tags: dict[str, str]) -> int:
     profile = version_tags.get("harness.profile")
-    return task.profiles[profile].refit.max_new_tokens if profile in task.profiles else 128
+    return task.profiles[profile].refit.max_new_tokens if profile in task.profiles else DEFAULT_MAX_NEW_TOKENS

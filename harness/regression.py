@@ -18,19 +18,18 @@ from pathlib import Path
 from typing import Any
 
 from evaluators.scoring import score_outputs
-from harness.config import EvalSetSpec, TaskConfig
+from harness.config import DEFAULT_MAX_NEW_TOKENS, EvalSetSpec, TaskConfig
 from harness.errors import HarnessError
-from harness.task_data import load_eval_set
+from harness.task_data import load_eval_set, rule_baseline
 
 DEFAULT_TOLERANCE = 0.01
-DEFAULT_MAX_NEW_TOKENS = 128
 RULES = "rules"
 # Figures that measure the model's answers; `n` and timings are not expectations.
 NOT_CHECKED = ("n", "eval_seconds", "eval_tokens_per_second")
 
 
 def default_model(task: TaskConfig) -> str:
-    return f"models:/{task.task.name}-extractor@champion"
+    return f"models:/{task.registered_name}@champion"
 
 
 def model_key(model: str) -> str:
@@ -206,8 +205,8 @@ def _resolve(task: TaskConfig, model: str, stored: dict[str, dict[str, Any] | No
     directory or spec; None for the rules."""
     from_stored = [int(e["max_new_tokens"]) for e in stored.values() if e and "max_new_tokens" in e]
     if model == RULES:
-        if task.data.generator != "legal":
-            raise HarnessError(f"task {task.task.name} has no rule baseline: only the built-in legal data ships one")
+        if rule_baseline(task) is None:
+            raise HarnessError(f"task {task.task.name} has no rule baseline: {task.file} names none (data.baseline)")
         return 0, None
     if model.startswith("models:/"):
         from harness import registry, tracking
@@ -241,9 +240,9 @@ def _registered(model: str) -> tuple[str, Any]:
 def _evaluate(task: TaskConfig, spec: EvalSetSpec, model: str, model_dir: str | None, max_new_tokens: int) -> dict:
     examples = load_eval_set(task, spec)  # checks the set's digest on every use
     if model_dir is None:
-        from evaluators import legal_rules
-
-        outputs = [legal_rules.predict(e.text) for e in examples]
+        predict = rule_baseline(task)
+        assert predict is not None  # `_resolve` refused a task without one
+        outputs = [predict(e.text) for e in examples]
         metrics = score_outputs(task.fields, [e.fields for e in examples], outputs, [e.id for e in examples]).metrics
     else:
         from harness.trial import evaluate_model

@@ -62,7 +62,7 @@ def build_report(task: TaskConfig, *, study_name: str, out_dir: Path) -> Report:
 
     fields_png = _field_chart(task, zero_shot, seed, best, objective, out_dir / "fields.png")
     cost_png = _cost_chart(rows, out_dir / "memory_and_time.png")
-    name = f"{task.task.name}-extractor"
+    name = task.registered_name
     versions = [v for v in tracking.model_versions(name) if v.tags.get("harness.study") in (study_name, None)]
     aliases = tracking.model_aliases(name)
 

@@ -10,7 +10,6 @@ merged), each scored on every stored eval set. Evaluations are cached as metrics
 from __future__ import annotations
 
 import json
-import platform
 import shutil
 import tempfile
 import time
@@ -21,11 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from evaluators.scoring import score_outputs
-from harness import registry, tracking
+from harness import machine, registry, tracking
 from harness.config import TaskConfig
 from harness.errors import HarnessError
 from harness.estimates import minutes
-from harness.task_data import load_split
+from harness.task_data import load_split, rule_baseline
 from harness.trial import evaluate_model
 
 CACHE_PREFIX = "stored"  # stored/<eval set>/<metric> on the run whose model was evaluated
@@ -111,7 +110,7 @@ def write_results(
         "profile": profile,
         "base_model": base_model,
         "written": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": machine_description(),
+        "machine": machine.describe(),
         "eval_sets": {s.name: s.sha256 for s in task.data.eval_sets},
         "ladder": ladder,
         f"registered:{version[0]}/{version[1]}" if version else "registered": ladder.get("registered"),
@@ -128,33 +127,9 @@ def write_results(
     return Results(markdown, json_path, pngs)
 
 
-def machine_description() -> dict[str, Any]:
-    """The machine the figures come from: CPU model and flags that decide training speed, cores, memory, GPU."""
-    import psutil
-    import torch
-
-    cpu = {"model": platform.processor() or "unknown", "flags": []}
-    try:
-        info = Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines()
-        cpu["model"] = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
-        flags = next(line.split(":", 1)[1].split() for line in info if line.startswith("flags"))
-        cpu["flags"] = sorted(f for f in flags if f.startswith(("avx", "amx", "fma")))
-    except (OSError, StopIteration):
-        pass
-    return {
-        "cpu": cpu["model"],
-        "cpu_flags": cpu["flags"],
-        "avx512_bf16": bool(torch.cpu._is_avx512_bf16_supported()),
-        "cores": psutil.cpu_count(),
-        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
-        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-        "torch": torch.__version__,
-    }
-
-
 def _registered_version(task: TaskConfig, study_name: str) -> tuple[str, int, str] | None:
     """The newest version registered from this study: (name, version, the run its weights are logged on)."""
-    name = registry.registered_name(task)
+    name = task.registered_name
     versions = [v for v in tracking.model_versions(name) if v.tags.get("harness.study") == study_name]
     if not versions:
         return None
@@ -198,12 +173,11 @@ def _evaluate_run(task: TaskConfig, run_id: str, eval_set: str, max_new_tokens: 
 
 
 def _rule_baseline(task: TaskConfig, eval_set: str) -> dict[str, float] | None:
-    if task.data.generator != "legal":
-        return None  # only the built-in legal data ships a rule baseline
-    from evaluators import legal_rules
-
+    predict = rule_baseline(task)
+    if predict is None:
+        return None  # the task has no rule baseline (data.baseline)
     examples = load_split(task, eval_set)
-    outputs = [legal_rules.predict(e.text) for e in examples]
+    outputs = [predict(e.text) for e in examples]
     return dict(score_outputs(task.fields, [e.fields for e in examples], outputs, [e.id for e in examples]).metrics)
 
 

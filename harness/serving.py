@@ -14,8 +14,6 @@ import os
 import statistics
 import subprocess
 import time
-import urllib.error
-import urllib.request
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -25,6 +23,7 @@ from typing import Any
 from openai import OpenAI
 
 from evaluators.scoring import score_outputs
+from harness import processes
 from harness.config import TaskConfig
 from harness.errors import HarnessError
 from harness.prompts import prompt_turns
@@ -130,45 +129,17 @@ def start_server(
     environment.pop("VLLM_API_KEY", None)
     if options.api_key:
         environment["VLLM_API_KEY"] = options.api_key
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=environment)
+    process = processes.start_logged(command, log_path, environment=environment)
     server = Server(process, f"http://{options.host}:{options.port}/v1", served_name, log_path)
-    _wait_until_healthy(server)
+    health = server.base_url.removesuffix("/v1") + "/health"
+    processes.wait_until_healthy(
+        process, health, name="vLLM server", log_path=log_path, timeout_seconds=STARTUP_TIMEOUT_SECONDS
+    )
     return server
 
 
-def _wait_until_healthy(server: Server) -> None:
-    health = server.base_url.removesuffix("/v1") + "/health"
-    deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            tail = server.log_path.read_text(errors="replace").splitlines()[-15:]
-            raise HarnessError(
-                f"the vLLM server exited with code {server.process.returncode} while starting; its log"
-                f" ({server.log_path}) ends:\n" + "\n".join(tail)
-            )
-        try:
-            with urllib.request.urlopen(health, timeout=5) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        time.sleep(2)
-    stop_server(server)
-    raise HarnessError(
-        f"the vLLM server did not answer {health} within {STARTUP_TIMEOUT_SECONDS} s; see {server.log_path}"
-    )
-
-
 def stop_server(server: Server) -> None:
-    if server.process.poll() is None:
-        server.process.terminate()
-        try:
-            server.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.process.kill()
-            server.process.wait()
+    processes.stop(server.process)
 
 
 def client(server: Server, api_key: str | None) -> OpenAI:
@@ -305,7 +276,7 @@ def serve_registered(
     unmerged instead of the merged weights."""
     from harness import registry, tracking
 
-    name = registry.registered_name(task)
+    name = task.registered_name
     hint = f" (run `harness register {task.task.name}` and `harness promote {task.task.name}`)"
     version = registry.find_version(name, alias=alias, hint=hint)
     number = int(version.version)
@@ -335,7 +306,7 @@ def check_registered(
     from harness.prompts import output_schema
     from harness.task_data import load_split
 
-    name = registry.registered_name(task)
+    name = task.registered_name
     found = tracking.model_version(name, version=version)
     max_tokens = registry.max_new_tokens_for(task, found.tags if found else {})
     offline = registry.evaluate_version(task, name, version, max_new_tokens=max_tokens)

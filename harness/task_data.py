@@ -6,13 +6,17 @@ naming the file and line: nothing is dropped silently.
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
+import importlib
 import json
-from collections.abc import Iterable, Iterator
+import statistics
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
+from evaluators.field_types import record_validator, value_problem
 from harness.config import EvalSetSpec, FieldSpec, TaskConfig
 from harness.errors import HarnessError
 
@@ -98,48 +102,33 @@ def _validate_record(record: Any, fields: dict[str, FieldSpec], where: str) -> E
             raise HarnessError(f"{where}: {key!r} must be a {'string' if kind is str else 'JSON object'}")
     if not record["text"].strip():
         raise HarnessError(f"{where}: 'text' is empty")
-    values = record["fields"]
-    for name in fields:
-        if name not in values:
-            raise HarnessError(f"{where}: missing field {name!r} (declared in the task's fields; use null if absent)")
+    problem = _fields_problem(record["fields"], fields)
+    if problem:
+        raise HarnessError(f"{where}: {problem}")
+    return Example(id=record["id"], text=record["text"], fields=record["fields"])
+
+
+def _fields_problem(values: dict[str, Any], fields: dict[str, FieldSpec]) -> str | None:
+    """What is wrong with a gold record's fields by the task's record schema (`evaluators.field_types`), said the
+    way a person fixes it; None when they validate."""
+    errors = list(record_validator(fields).iter_errors(values))
+    if not errors:
+        return None
+    missing = [name for name in fields if name not in values]
+    if missing:
+        return f"missing field {missing[0]!r} (declared in the task's fields; use null if absent)"
     undeclared = sorted(set(values) - set(fields))
     if undeclared:
-        raise HarnessError(f"{where}: undeclared field(s) {', '.join(undeclared)}; declared: {', '.join(fields)}")
-    for name, spec in fields.items():
-        problem = _value_problem(spec, values[name])
-        if problem:
-            raise HarnessError(f"{where}: fields.{name}: {problem} (got {values[name]!r})")
-    return Example(id=record["id"], text=record["text"], fields=values)
-
-
-def _value_problem(spec: FieldSpec, value: Any) -> str | None:
-    """Why a gold value does not fit its declared type, or None when it does (null always fits)."""
-    if value is None:
-        return None
-    if spec.type == "string" and not isinstance(value, str):
-        return "expected a string"
-    if spec.type == "number" and (isinstance(value, bool) or not isinstance(value, int | float)):
-        return "expected a number"
-    if spec.type == "enum" and value not in (spec.values or ()):
-        return f"not a declared value; expected one of {', '.join(spec.values or ())}"
-    if spec.type == "date":
-        try:
-            if not isinstance(value, str) or dt.date.fromisoformat(value).isoformat() != value:
-                return "expected an ISO date YYYY-MM-DD"
-        except ValueError:
-            return "expected an ISO date YYYY-MM-DD"
-    if spec.type == "string_list" and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
-        return "expected a list of strings"
-    return None
+        return f"undeclared field(s) {', '.join(undeclared)}; declared: {', '.join(fields)}"
+    name = str(errors[0].absolute_path[0])
+    return f"fields.{name}: {value_problem(fields[name], values[name])} (got {values[name]!r})"
 
 
 def _load_training_split(task: TaskConfig, split: str) -> list[Example]:
     data = task.data
     if data.source == "generator":
-        from harness import legal_generator  # the only generator; `generator: legal` is validated at load
-
         size = data.train_size if split == "train" else data.validation_size
-        records = legal_generator.generate_split(data.seed, split, size or 0)
+        records = task_module(task, "generator").generate_split(data.seed, split, size or 0)
         return [
             _validate_record(r, task.fields, f"generator {data.generator} {split}[{i}]") for i, r in enumerate(records)
         ]
@@ -150,6 +139,40 @@ def _load_training_split(task: TaskConfig, split: str) -> list[Example]:
     except OSError as error:
         raise HarnessError(f"cannot read {split} data {path} (data.{split} in {task.file}): {error.strerror}") from None
     return parse_jsonl(lines, task.fields, source=str(path))
+
+
+def summarise_split(task: TaskConfig, examples: list[Example]) -> dict[str, str]:
+    """A split at a glance, by the task's own fields: size, text length, how often each field is null, and the
+    share of each value of every enum field (column -> text)."""
+    words = [len(e.text.split()) for e in examples]
+    summary = {
+        "examples": str(len(examples)),
+        "words (min / mean / max)": f"{min(words)} / {statistics.mean(words):.0f} / {max(words)}",
+    }
+    nulls = {name: sum(e.fields[name] is None for e in examples) for name in task.fields}
+    summary["null fields"] = ", ".join(f"{name} {count / len(examples):.0%}" for name, count in nulls.items() if count)
+    for name, spec in task.fields.items():
+        if spec.type == "enum":
+            counts = Counter(e.fields[name] for e in examples if e.fields[name] is not None)
+            summary[name] = ", ".join(f"{value} {counts[value] / len(examples):.0%}" for value in spec.values or ())
+    return {column: text or "-" for column, text in summary.items()}
+
+
+def rule_baseline(task: TaskConfig) -> Callable[[str], str] | None:
+    """The task's answer without a model (`data.baseline`: rules), or None when the task has none."""
+    return None if task.data.baseline is None else task_module(task, "baseline").predict
+
+
+def task_module(task: TaskConfig, key: str) -> ModuleType:
+    """The module the task's YAML names at `data.<key>` (its own code, e.g. `tasks.legal.generator`)."""
+    name = getattr(task.data, key)
+    try:
+        return importlib.import_module(name)
+    except ImportError as error:
+        raise HarnessError(
+            f"cannot import {name!r} (data.{key} in {task.file}): {error}; expected an importable module path"
+            " such as tasks.legal.generator"
+        ) from None
 
 
 def _check_no_leakage(task: TaskConfig, split: str, examples: list[Example]) -> None:

@@ -7,7 +7,6 @@ with or without an adapter (the zero-shot baseline is one).
 from __future__ import annotations
 
 import importlib.metadata
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,8 +15,8 @@ from typing import Any
 import yaml
 
 from evaluators.scoring import Scores, score_outputs
-from harness import model_loading, tracking, training
-from harness.config import TaskConfig, TrialConfig, flat_params
+from harness import machine, model_loading, tracking, training
+from harness.config import DEFAULT_MAX_NEW_TOKENS, TaskConfig, TrialConfig, flat_params
 from harness.errors import TrialStopped
 from harness.generation import GenerationResult, generate_answers
 from harness.memory import (
@@ -47,16 +46,17 @@ def run_trial(
     task: TaskConfig,
     config: TrialConfig,
     *,
+    output_dir: Path,
     reporter: training.TrainingReporter | None = None,
     evaluate_at_steps: tuple[int, ...] = (),
     max_memory_mb: float | None = None,
     parent_run_id: str | None = None,
     run_name: str | None = None,
     tags: dict[str, str] | None = None,
-    output_dir: Path | None = None,
     on_run_started: Callable[[str], Any] | None = None,
 ) -> TrialResult:
-    """Fine-tune one configuration and score it on the validation slice, tracked as one MLflow run.
+    """Fine-tune one configuration and score it on the validation slice, tracked as one MLflow run. The adapter
+    is written under `output_dir` (the caller's: a search's trials use a temporary one) and logged on the run.
 
     `evaluate_at_steps`: the steps after which the completion loss of a fixed validation slice goes to the
     reporter (a search's rungs, where it may prune)."""
@@ -70,7 +70,7 @@ def run_trial(
     validation_examples = validation_split[: config.budget.validation_examples]
     # The pruning slice: a few fixed examples from the end of the split, only when someone listens for them.
     report_examples = validation_split[-config.budget.report_examples :] if evaluate_at_steps else []
-    adapter_dir = output_dir or Path(tempfile.mkdtemp(prefix="harness-adapter-"))
+    adapter_dir = output_dir
 
     with tracking.trial_run(
         task.task.name,
@@ -152,7 +152,7 @@ def evaluate_model(
     quantization: str = "none",
     split: str = "validation",
     limit: int | None = None,
-    max_new_tokens: int = 128,
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
 ) -> tuple[Scores, GenerationResult]:
     """Score any model (zero-shot, or with a LoRA adapter on the base as it was trained: `quantization`) on a split
     by batched greedy generation."""
@@ -186,8 +186,6 @@ def _generate(model: Any, tokenizer: Any, task: TaskConfig, examples: list[Examp
 
 
 def _estimate_memory(config: TrialConfig, model_dir: Path, *, bf16: bool) -> MemoryEstimate:
-    import torch
-
     return estimate_peak_memory(
         read_model_shape(model_dir),
         quantization=config.recipe.quantization,
@@ -198,7 +196,7 @@ def _estimate_memory(config: TrialConfig, model_dir: Path, *, bf16: bool) -> Mem
         batch_size=config.budget.micro_batch_size or config.budget.batch_size,
         sequence_length=config.budget.max_seq_length,
         gradient_checkpointing=config.budget.gradient_checkpointing,
-        on_gpu=torch.cuda.is_available(),
+        on_gpu=machine.has_cuda(),
     )
 
 

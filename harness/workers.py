@@ -15,6 +15,12 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from harness.config import TaskConfig
+    from harness.search.options import SearchOptions
+    from harness.search.study import SearchSummary
 
 # Schedulers that start many copies of one command number them; a worker's index seeds its sampler.
 INDEX_VARIABLES = ("HARNESS_WORKER_INDEX", "JOB_COMPLETION_INDEX", "SLURM_ARRAY_TASK_ID", "SLURM_PROCID")
@@ -41,6 +47,52 @@ class WorkerExit:
         return f"worker {self.index} (pid {self.pid}) exited with code {self.returncode}"
 
 
+@dataclass(frozen=True)
+class PoolResult:
+    """How a local pool's search ended: each worker's exit, the study's summary and its finished trials."""
+
+    exits: list[WorkerExit]
+    summary: SearchSummary
+    finished: int
+
+    @property
+    def failed(self) -> list[str]:
+        """The workers that exited with an error (not those killed: their trials are retried)."""
+        return [e.describe() for e in self.exits if e.returncode > 0]
+
+
+def run_search_pool(
+    task_argument: str,
+    task: TaskConfig,
+    options: SearchOptions,
+    count: int,
+    *,
+    tracking_uri: str,
+    on_start: Callable[[WorkerSlot, str], None],
+    on_exit: Callable[[WorkerExit], None],
+) -> PoolResult:
+    """`harness search --n-workers K`: K workers running `options` on this machine's GPUs or cores, then the
+    study settled (trials of killed workers failed and queued again, its run ended) and summarised.
+    `on_start(slot, where)` is told where each worker runs; `on_exit` each worker's end."""
+    from harness import tracking
+    from harness.search.study import close_study, study_summary
+
+    arguments = [*options.worker_arguments(task_argument), "--quiet", "--pool-worker"]
+    # Storage and tracking URI through the environment: `ps` shows command lines, and they may hold a password.
+    shared = {"HARNESS_STORAGE": str(options.storage), "HARNESS_TRACKING_URI": tracking_uri}
+    tracking.experiment_for(task.task.name)  # a new local store is created once here, not raced by the workers
+    gpus = visible_gpus()
+    slots = plan_workers(count, gpus=gpus, cpus=os.sched_getaffinity(0))
+    for slot in slots:
+        on_start(slot, f"GPU {slot.environment['CUDA_VISIBLE_DEVICES']}" if gpus else f"cores {sorted(slot.cpus)}")
+    exits = run_workers(arguments, slots, environment=shared, on_exit=on_exit)
+    # Workers killed last leave their trials RUNNING and the study's run open: settle both.
+    close_study(task, options, dead_pids={e.pid for e in exits if e.returncode < 0})
+    summary = study_summary(task, options)
+    finished = len([r for r in summary.rows if r["state"] in ("COMPLETE", "PRUNED")])
+    return PoolResult(exits, summary, finished)
+
+
 def worker_index_from_environment() -> int | None:
     """The index a scheduler gave this process (Kubernetes indexed Job, Slurm array), or HARNESS_WORKER_INDEX."""
     for name in INDEX_VARIABLES:
@@ -55,9 +107,9 @@ def visible_gpus() -> list[str]:
     named = os.environ.get("CUDA_VISIBLE_DEVICES")
     if named is not None:
         return [gpu.strip() for gpu in named.split(",") if gpu.strip() and gpu.strip() != "-1"]
-    import torch
+    from harness.machine import gpu_count
 
-    return [str(i) for i in range(torch.cuda.device_count())]
+    return [str(i) for i in range(gpu_count())]
 
 
 def plan_workers(count: int, *, gpus: list[str], cpus: set[int]) -> list[WorkerSlot]:

@@ -41,10 +41,10 @@ def task_copy(tmp_path: Path):
     """Write a modified copy of legal.yaml (and its eval sets) to tmp; returns (yaml path, test-v1's path)."""
 
     def make(edit=None, *, text: str | None = None) -> tuple[Path, Path]:
-        (tmp_path / "evaluators" / "legal").mkdir(parents=True, exist_ok=True)
-        for stored in (SEARCH_SPACES_DIR.parent / "evaluators" / "legal").glob("*.jsonl"):
-            shutil.copy(stored, tmp_path / "evaluators" / "legal" / stored.name)
-        eval_set = tmp_path / "evaluators" / "legal" / "test-v1.jsonl"
+        (tmp_path / "tasks" / "legal" / "eval_sets").mkdir(parents=True, exist_ok=True)
+        for stored in (SEARCH_SPACES_DIR.parent / "tasks" / "legal" / "eval_sets").glob("*.jsonl"):
+            shutil.copy(stored, tmp_path / "tasks" / "legal" / "eval_sets" / stored.name)
+        eval_set = tmp_path / "tasks" / "legal" / "eval_sets" / "test-v1.jsonl"
         (tmp_path / "search_spaces").mkdir(exist_ok=True)
         path = tmp_path / "search_spaces" / "legal.yaml"
         if text is None:
@@ -61,15 +61,15 @@ def task_copy(tmp_path: Path):
 def write_legal_with_test_head(directory: Path, examples: int) -> Path:
     """legal.yaml in `directory`, its stored test set cut to the first `examples` decisions of test-v1 under a name
     and digest of its own (`test-head-v1`): registrations, promotions and serving checks on it take seconds."""
-    stored = SEARCH_SPACES_DIR.parent / "evaluators" / "legal" / "test-v1.jsonl"
-    head = directory / "evaluators" / "legal" / "test-head-v1.jsonl"
+    stored = SEARCH_SPACES_DIR.parent / "tasks" / "legal" / "eval_sets" / "test-v1.jsonl"
+    head = directory / "tasks" / "legal" / "eval_sets" / "test-head-v1.jsonl"
     head.parent.mkdir(parents=True, exist_ok=True)
     head.write_text("".join(stored.read_text(encoding="utf-8").splitlines(keepends=True)[:examples]), encoding="utf-8")
     data = yaml.safe_load(LEGAL_YAML.read_text())
     data["data"]["eval_sets"] = [
         {
             "name": "test-head-v1",
-            "path": "../evaluators/legal/test-head-v1.jsonl",
+            "path": "../tasks/legal/eval_sets/test-head-v1.jsonl",
             "sha256": hashlib.sha256(head.read_bytes()).hexdigest(),
         }
     ]
@@ -94,7 +94,8 @@ def two_trial_study(legal, tmp_path_factory) -> Path:
     """A finished two-trial smoke search (seed recipe + one sampled) in its own mlruns, for the tests that only
     read a study (report, browser); they point HARNESS_MLRUNS at the returned directory."""
     from harness import tracking
-    from harness.search import SearchOptions, run_search
+    from harness.search.options import SearchOptions
+    from harness.search.run import run_search
 
     mlruns = tmp_path_factory.mktemp("two-trial-study") / "mlruns"
     with pytest.MonkeyPatch.context() as patch:

@@ -17,6 +17,8 @@ from harness.config import (
 from harness.errors import HarnessError
 from tests.conftest import LEGAL_YAML
 
+pytestmark = pytest.mark.fast  # the fast tier: no process started, no training (make test-fast)
+
 
 @pytest.mark.parametrize("path", sorted(SEARCH_SPACES_DIR.rglob("*.yaml")), ids=lambda p: p.name)
 def test_every_shipped_task_yaml_loads(path):

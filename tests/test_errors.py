@@ -6,6 +6,8 @@ import pytest
 
 from harness.errors import describe_machine_failure, without_password
 
+pytestmark = pytest.mark.fast  # the fast tier: no process started, no training (make test-fast)
+
 
 @pytest.mark.parametrize(
     ("url", "shown"),

@@ -18,6 +18,8 @@ from harness.estimates import (
 )
 from harness.memory import ModelShape
 
+pytestmark = pytest.mark.fast  # the fast tier: no process started, no training (make test-fast)
+
 SMOLLM2 = ModelShape(parameters=134_515_008, embedding_parameters=28_311_552, hidden_size=576,
                      intermediate_size=1536, layers=30, vocab_size=49152, kv_size=192)  # fmt: skip
 BUDGET = BudgetSpec(train_examples=160, epochs=1, batch_size=4, max_seq_length=576, validation_examples=32)

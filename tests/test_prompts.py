@@ -10,6 +10,8 @@ import pytest
 from harness.prompts import assistant_turn, output_schema, prompt_turns
 from harness.task_data import load_split
 
+pytestmark = pytest.mark.fast  # the fast tier: no process started, no training (make test-fast)
+
 
 def test_the_prompt_is_the_instruction_as_system_turn_then_the_document_as_user_turn(legal):
     system, user = prompt_turns(legal, "DECISION ...")

@@ -57,7 +57,9 @@ def test_a_fine_tuned_smollm2_beats_its_zero_shot_base_and_the_gate_keeps_it_cha
     task = load_task(str(task_path))
     assert task.data.eval_sets[0].name == "test-head-v1"
 
-    fine_tuned = run_trial(task, resolve_trial_config(task, profile="cpu", overrides=REDUCED_BUDGET))
+    fine_tuned = run_trial(
+        task, resolve_trial_config(task, profile="cpu", overrides=REDUCED_BUDGET), output_dir=tmp_path / "trial"
+    )
     tuned = registry.register_run(task, str(fine_tuned.run_id))
     assert tuned.version == 1 and tuned.test["n"] == STORED_TEST_EXAMPLES
     assert registry.promote(task).verdict == "promoted"

@@ -21,7 +21,8 @@ from harness.config import load_task
 from harness.errors import HarnessError
 from harness.registry import gate
 from harness.regression import regress
-from harness.search import SearchOptions, run_search
+from harness.search.options import SearchOptions
+from harness.search.run import run_search
 
 FIELDS = ["plaintiff", "initiator"]
 STORED_TEST_EXAMPLES = 16

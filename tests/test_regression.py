@@ -32,7 +32,7 @@ def test_an_expected_metric_the_run_did_not_produce_is_an_error():
 def test_expectations_are_stored_beside_the_eval_set_under_the_model_name(legal):
     [test_v1, _] = legal.data.eval_sets
     path = expectations_path(legal, test_v1, "models:/legal-extractor@champion")
-    assert path == SEARCH_SPACES_DIR.parent / "evaluators/legal/expectations/test-v1/legal-extractor@champion.json"
+    assert path == SEARCH_SPACES_DIR.parent / "tasks/legal/eval_sets/expectations/test-v1/legal-extractor@champion.json"
     assert model_key("runs:/0a1b/model") == "0a1b-model" and model_key("tiny:llama") == "tiny-llama"
 
 
@@ -54,7 +54,7 @@ def test_regress_passes_on_stored_figures_fails_above_reach_and_refuses_a_change
 
     stored = regress_command(task_path, tmp_path, *model, "--update-baseline")
     assert stored.returncode == 0, stored.stdout + stored.stderr
-    expectations = task_path.parent.parent / "evaluators/legal/expectations/test-head-v1/tiny-llama.json"
+    expectations = task_path.parent.parent / "tasks/legal/eval_sets/expectations/test-head-v1/tiny-llama.json"
     assert "expectations updated from this run" in stored.stdout and expectations.exists()
     again = regress_command(task_path, tmp_path, *model)
     assert again.returncode == 0 and "no regression on 1 eval set(s)" in again.stdout
@@ -66,7 +66,7 @@ def test_regress_passes_on_stored_figures_fails_above_reach_and_refuses_a_change
     assert failed.returncode == 1
     assert "regression: f1_initiator on test-head-v1" in failed.stderr and "REGRESSED" in failed.stdout
 
-    eval_set = task_path.parent.parent / "evaluators/legal/test-head-v1.jsonl"
+    eval_set = task_path.parent.parent / "tasks/legal/eval_sets/test-head-v1.jsonl"
     eval_set.write_text(eval_set.read_text().replace("rubles", "roubles", 1))
     changed = regress_command(task_path, tmp_path, *model)
     assert changed.returncode == 2 and "sha256 is" in changed.stderr and "Traceback" not in changed.stderr

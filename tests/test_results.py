@@ -12,7 +12,8 @@ from harness import tracking
 from harness.config import load_task
 from harness.registry import register_trial
 from harness.results import write_results
-from harness.search import SearchOptions, run_search
+from harness.search.options import SearchOptions
+from harness.search.run import run_search
 
 
 @pytest.fixture

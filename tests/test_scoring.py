@@ -9,6 +9,8 @@ import pytest
 from evaluators.scoring import extract_json_object, score_outputs
 from harness.config import FieldSpec, metric_names
 
+pytestmark = pytest.mark.fast  # the fast tier: no process started, no training (make test-fast)
+
 FIELDS = {
     "party": FieldSpec(type="string"),
     "amount": FieldSpec(type="number"),

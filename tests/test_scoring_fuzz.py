@@ -7,12 +7,16 @@ from __future__ import annotations
 import json
 import math
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from evaluators.normalization import normalize_value, parse_date, parse_number
+from evaluators.field_types import normalize_value
+from evaluators.normalization import parse_date, parse_number
 from evaluators.scoring import MAX_OUTPUT_CHARS, extract_json_object, score_outputs
 from tests.test_scoring import FIELDS, GOLD  # the same five field types and gold record
+
+pytestmark = pytest.mark.fast  # the fast tier: no process started, no training (make test-fast)
 
 GOLD_ITEMS = {"party": 1, "amount": 1, "outcome": 1, "date": 1, "tags": 2}  # non-null gold values a field counts
 

@@ -18,7 +18,8 @@ from openai import OpenAI
 
 from harness import registry, serving, tracking
 from harness.config import load_task
-from harness.search import SearchOptions, run_search
+from harness.search.options import SearchOptions
+from harness.search.run import run_search
 from harness.task_data import load_split
 
 HARNESS = str(Path(sys.executable).parent / "harness")

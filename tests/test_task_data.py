@@ -6,9 +6,11 @@ import json
 
 import pytest
 
-from harness.config import load_task
+from harness.config import FieldSpec, load_task
 from harness.errors import HarnessError
-from harness.task_data import load_split, parse_jsonl, split_names
+from harness.task_data import Example, load_split, parse_jsonl, split_names, summarise_split
+
+pytestmark = pytest.mark.fast  # the fast tier: no process started, no training (make test-fast)
 
 GOOD = {
     "id": "a",
@@ -61,7 +63,7 @@ def test_the_unmodified_copy_loads(task_copy):
 def test_leaked_test_text_in_jsonl_training_data_is_an_error(task_copy, tmp_path):
     from tests.conftest import LEGAL_YAML
 
-    stored = LEGAL_YAML.parent.parent / "evaluators" / "legal" / "test-v1.jsonl"
+    stored = LEGAL_YAML.parent.parent / "tasks" / "legal" / "eval_sets" / "test-v1.jsonl"
     test_record = json.loads(stored.read_text().splitlines()[5])
     (tmp_path / "train.jsonl").write_text(json.dumps({**test_record, "id": "t1"}) + "\n")
     (tmp_path / "validation.jsonl").write_text(json.dumps(GOOD) + "\n")
@@ -131,3 +133,22 @@ def test_null_gold_values_are_allowed(legal):
 def test_an_unknown_split_lists_the_known_ones(legal):
     with pytest.raises(HarnessError, match=r"unknown split 'dev' for task legal; expected one of train, validation"):
         load_split(legal, "dev")
+
+
+def test_a_splits_summary_comes_from_the_tasks_own_fields(legal):
+    """Any task gets its own columns: one per enum field, and which fields are null how often; none of legal's."""
+    fields = {"party": FieldSpec(type="string"), "outcome": FieldSpec(type="enum", values=("won", "lost"))}
+    task = legal.model_copy(update={"fields": fields})
+    examples = [
+        Example("a", "one two three", {"party": "X", "outcome": "won"}),
+        Example("b", "one", {"party": None, "outcome": "lost"}),
+        Example("c", "one two", {"party": "Y", "outcome": "won"}),
+    ]
+    assert summarise_split(task, examples) == {
+        "examples": "3",
+        "words (min / mean / max)": "1 / 2 / 3",
+        "null fields": "party 33%",
+        "outcome": "won 67%, lost 33%",
+    }
+    legal_columns = summarise_split(legal, load_split(legal, "validation"))
+    assert {"dispute_subject", "decision", "initiator"} <= set(legal_columns)

@@ -136,3 +136,17 @@ def test_a_tracking_store_locked_by_another_process_is_one_line_and_leaves_no_ru
     assert "Traceback" not in result.stderr
     runs = MlflowClient().search_runs([experiment])
     assert [r.info.status for r in runs if r.info.status == "RUNNING"] == []
+
+
+def test_without_a_study_name_report_and_results_take_the_profiles_study_else_the_latest(tmp_path, monkeypatch):
+    monkeypatch.setenv("HARNESS_MLRUNS", str(tmp_path / "mlruns"))
+    tracking.configure()
+    assert tracking.latest_study_name("legal", "cpu") == "legal-cpu"  # nothing yet: the default, to say it is missing
+    tracking.create_study_run("legal", "legal-smoke", tags={"harness.study": "legal-smoke"})
+    assert tracking.latest_study_name("legal", "cpu") == "legal-smoke"  # right after a `--profile smoke` search
+    time.sleep(0.01)
+    tracking.create_study_run("legal", "legal-again", tags={"harness.study": "legal-again"})
+    assert tracking.latest_study_name("legal", "cpu") == "legal-again"
+    tracking.create_study_run("legal", "legal-cpu", tags={"harness.study": "legal-cpu"})
+    tracking.create_study_run("legal", "legal-later", tags={"harness.study": "legal-later"})
+    assert tracking.latest_study_name("legal", "cpu") == "legal-cpu"

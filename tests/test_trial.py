@@ -59,7 +59,9 @@ def artifact_paths(run_id, path=""):
     ("quantization", "targets"), list(itertools.product(["none", "int8", "nf4"], ["attn", "mlp", "all"]))
 )
 def test_every_quantization_mode_and_target_set_trains_and_scores(legal, mlruns, quantization, targets):
-    result = run_trial(legal, smoke(legal, quantization=quantization, **{"lora.target_modules": targets}))
+    result = run_trial(
+        legal, smoke(legal, quantization=quantization, **{"lora.target_modules": targets}), output_dir=mlruns / "a"
+    )
     run = run_of(result)
     assert run.info.status == "FINISHED"
     assert run.data.params["quantization"] == quantization and run.data.params["lora.target_modules"] == targets
@@ -72,7 +74,7 @@ def test_every_quantization_mode_and_target_set_trains_and_scores(legal, mlruns,
 
 
 def test_the_run_records_every_param_metric_artifact_and_dataset(legal, mlruns):
-    result = run_trial(legal, smoke(legal))
+    result = run_trial(legal, smoke(legal), output_dir=mlruns / "a")
     run = run_of(result)
     assert set(run.data.params) >= EXPECTED_PARAMS
     assert run.data.params["lora.alpha"] == "32.0" and run.data.params["train.learning_rate"] == "0.0002"
@@ -105,7 +107,9 @@ def test_lora_weights_change_and_base_weights_do_not(legal, mlruns):
 
     from harness.model_loading import resolve_model
 
-    result = run_trial(legal, smoke(legal, quantization="none", **{"train.learning_rate": 1e-2}))
+    result = run_trial(
+        legal, smoke(legal, quantization="none", **{"train.learning_rate": 1e-2}), output_dir=mlruns / "a"
+    )
     adapter = load_file(result.adapter_dir / "adapter_model.safetensors")
     lora_b = [tensor for name, tensor in adapter.items() if "lora_B" in name]
     assert lora_b and all(tensor.abs().sum() > 0 for tensor in lora_b)  # B starts at zero: training moved it
@@ -116,8 +120,8 @@ def test_lora_weights_change_and_base_weights_do_not(legal, mlruns):
 
 
 def test_the_same_seed_reproduces_the_same_metrics(legal, mlruns):
-    first = run_trial(legal, smoke(legal, quantization="none"))
-    second = run_trial(legal, smoke(legal, quantization="none"))
+    first = run_trial(legal, smoke(legal, quantization="none"), output_dir=mlruns / "a")
+    second = run_trial(legal, smoke(legal, quantization="none"), output_dir=mlruns / "b")
     losses = [MlflowClient().get_metric_history(r.run_id, "train_loss")[0].value for r in (first, second)]
     assert losses[0] == losses[1]
     quality = [k for k in metric_names(legal.fields)]
@@ -130,7 +134,7 @@ def test_a_crash_inside_training_leaves_a_failed_run_with_the_error(legal, mlrun
             raise RuntimeError(f"boom at step {step}")
 
     with pytest.raises(RuntimeError, match="boom at step 2"):
-        run_trial(legal, smoke(legal), reporter=Exploding())
+        run_trial(legal, smoke(legal), reporter=Exploding(), output_dir=mlruns / "a")
     client = MlflowClient()
     (run,) = client.search_runs([client.get_experiment_by_name("legal").experiment_id])
     assert run.info.status == "FAILED"
@@ -152,7 +156,7 @@ def test_a_stopped_trial_ends_its_run_killed_and_tagged_pruned(legal, mlruns):
     reporter = StopAfterFirstEvaluation()
     config = resolve_trial_config(legal, profile="smoke", overrides={"budget.max_steps": 4})
     with pytest.raises(TrialStopped, match="stopped at step 2 on request"):
-        run_trial(legal, config, reporter=reporter, evaluate_at_steps=(2,))
+        run_trial(legal, config, reporter=reporter, evaluate_at_steps=(2,), output_dir=mlruns / "a")
     assert [step for step, _ in reporter.losses] == [2] and reporter.losses[0][1] > 0
     client = MlflowClient()
     (run,) = client.search_runs([client.get_experiment_by_name("legal").experiment_id])
@@ -162,7 +166,7 @@ def test_a_stopped_trial_ends_its_run_killed_and_tagged_pruned(legal, mlruns):
 
 def test_a_trial_over_the_memory_limit_is_refused_before_loading(legal, mlruns):
     with pytest.raises(HarnessError, match=r"estimated peak memory \d+ MB exceeds --max-memory 10 MB \(weights"):
-        run_trial(legal, smoke(legal), max_memory_mb=10)
+        run_trial(legal, smoke(legal), max_memory_mb=10, output_dir=mlruns / "a")
     client = MlflowClient()
     experiment = client.get_experiment_by_name("legal")
     assert experiment is None or not client.search_runs([experiment.experiment_id])
@@ -204,13 +208,13 @@ def with_small_disk(size: str, mount_at: Path, command: list[str]) -> list[str]:
 
 
 def test_a_full_disk_while_saving_the_adapter_fails_the_run_in_one_line_and_logs_no_figures(tmp_path, mlruns):
-    small_disk = tmp_path / "small-disk"
-    small_disk.mkdir()
+    small_disk = mlruns / "train"  # where `harness train` writes its adapter
+    small_disk.mkdir(parents=True)
     # 64 KiB: room for what a trial writes before it saves its adapter (116 KiB of LoRA weights on the tiny model).
     command = with_small_disk("64k", small_disk, [HARNESS, "train", "legal", "--profile", "smoke"])
     result = subprocess.run(
         command,
-        env={**os.environ, "HARNESS_MLRUNS": str(mlruns), "TMPDIR": str(small_disk)},
+        env={**os.environ, "HARNESS_MLRUNS": str(mlruns)},
         capture_output=True,
         text=True,
         timeout=600,

@@ -289,9 +289,9 @@ def test_the_slurm_array_runs_one_worker_per_task_with_options_harness_accepts()
 
 
 def open_storage(url: str) -> str:
-    from harness import search
+    from harness.search.storage import open_storage
 
-    search._storage(url)
+    open_storage(url)
     return "opened"
 
 

@@ -6,9 +6,11 @@ import json
 
 import pytest
 
-from evaluators import legal_rules
 from evaluators.scoring import score_outputs
 from harness.task_data import load_split
+from tasks.legal import rules as legal_rules
+
+pytestmark = pytest.mark.fast  # the fast tier: no process started, no training (make test-fast)
 
 
 def test_rule_baseline_extracts_a_simple_decision():
@@ -32,6 +34,6 @@ def test_rule_baseline_scores_between_0_3_and_0_6_on_the_stored_test_set(legal):
     examples = load_split(legal, "test")
     outputs = [legal_rules.predict(e.text) for e in examples]
     metrics = score_outputs(legal.fields, [e.fields for e in examples], outputs, [e.id for e in examples]).metrics
-    # 0.582 when test-v1 was frozen (python -m harness.legal_generator test 200 2025).
+    # 0.582 when test-v1 was frozen (python -m tasks.legal.generator test 200 2025).
     assert 0.3 < metrics["f1_micro"] < 0.6
     assert metrics["f1_micro"] == pytest.approx(0.582, abs=0.005)

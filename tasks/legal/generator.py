@@ -4,7 +4,7 @@ Real Russian court decisions are not reachable offline, so these are English-lan
 them: case numbers like А40-123456/2025, LLC / JSC / PJSC / individual-entrepreneur parties, amounts in rubles.
 The generator is deliberately varied (several phrasings per field, distractor amounts, mixed amount formats,
 counterclaims and appeals) so that extraction needs reading rather than pattern matching; the rule baseline in
-`evaluators/legal_rules.py` measures how far pattern matching gets.
+`tasks/legal/rules.py` measures how far pattern matching gets.
 
 Field semantics, which the texts follow and the gold values record:
 - `initiator`: who filed what this ruling decides: the claim (plaintiff), a counterclaim (defendant) or an
@@ -707,9 +707,9 @@ def _cost_sentences(rng: random.Random, claim: float) -> list[str]:
 
 if __name__ == "__main__":
     # Writes a split as JSONL: how the stored eval sets were made. test-v1.jsonl:
-    #   python -m harness.legal_generator test 200 2025
+    #   python -m tasks.legal.generator test 200 2025
     # defendant-initiated-v1.jsonl, the first 60 records whose initiator is the defendant (counterclaims, appeals):
-    #   python -m harness.legal_generator defendant 60 2026 initiator=defendant
+    #   python -m tasks.legal.generator defendant 60 2026 initiator=defendant
     import itertools
     import json
     import sys

@@ -7,8 +7,10 @@ from collections import Counter
 
 import pytest
 
-from harness.legal_generator import DECISIONS, DISPUTE_SUBJECTS, MAX_WORDS, MIN_WORDS, generate_split
 from harness.task_data import load_split
+from tasks.legal.generator import DECISIONS, DISPUTE_SUBJECTS, MAX_WORDS, MIN_WORDS, generate_split
+
+pytestmark = pytest.mark.fast  # the fast tier: no process started, no training (make test-fast)
 
 
 @pytest.fixture(scope="module")

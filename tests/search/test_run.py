@@ -15,10 +15,12 @@ import pytest
 from mlflow.tracking import MlflowClient
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 
-from harness import search, tracking, training
+from harness import tracking, training
 from harness.config import load_task
 from harness.errors import HarnessError
-from harness.search import SearchOptions, run_search
+from harness.search import space
+from harness.search.options import SearchOptions
+from harness.search.run import run_search
 
 
 @pytest.fixture
@@ -112,7 +114,7 @@ def test_a_failing_trial_is_failed_in_both_and_the_study_goes_on(legal, mlruns, 
 
 def test_a_pruned_trial_is_pruned_in_optuna_and_killed_in_mlflow(legal, mlruns, monkeypatch):
     # A pruner that prunes everything: the reported value is a negated loss, always below zero.
-    monkeypatch.setattr(search, "_pruner", lambda options, task, steps: optuna.pruners.ThresholdPruner(lower=0.0))
+    monkeypatch.setattr(space, "pruner", lambda options, task, steps: optuna.pruners.ThresholdPruner(lower=0.0))
     run_search(legal, SearchOptions(trials=1, profile="smoke"))
     (trial,) = study_of(mlruns).trials
     assert trial.state == optuna.trial.TrialState.PRUNED and trial.intermediate_values
@@ -248,85 +250,6 @@ def test_preemption_during_the_registration_registers_nothing_and_the_same_comma
     assert tracking.model_aliases("legal-extractor") == {"challenger": 1}
 
 
-def test_a_registration_claim_whose_worker_was_killed_is_taken_over_but_a_done_one_is_not(legal, mlruns):
-    study, _ = journal_study(mlruns, legal)
-    study.tell(study.ask(), 0.5)
-    study.tell(study.ask(), 0.6)
-    storage = str(journal(mlruns))
-    # A worker that claims the registration at 1 trial and ends without registering or giving the claim back (as
-    # if killed), then claims it at 2 trials and registers (done); then it is gone.
-    worker = (
-        "import sys\nfrom harness import search\n"
-        "print(search.claim_registration('legal-smoke', 1, storage=sys.argv[1]))\n"
-        "with search.registration_claim('legal-smoke', 2, storage=sys.argv[1]) as claim:\n    print(claim)\n"
-    )
-    gone = subprocess.run([sys.executable, "-c", worker, storage], capture_output=True, text=True, check=True)
-    assert gone.stdout.count("(True,") == 2
-    with search.registration_claim("legal-smoke", 1, storage=storage) as (claimed, why):
-        assert (claimed, why) == (True, "this worker finished the study last")
-    claimed, why = search.claim_registration("legal-smoke", 2, storage=storage)
-    assert not claimed and why.startswith(f"another worker ({socket.gethostname()}:")
-
-
-def test_a_registration_that_fails_gives_its_claim_back(legal, mlruns):
-    study, _ = journal_study(mlruns, legal)
-    study.tell(study.ask(), 0.5)
-    storage = str(journal(mlruns))
-    with (
-        pytest.raises(OSError, match="No space left"),
-        search.registration_claim("legal-smoke", 1, storage=storage) as (claimed, _),
-    ):
-        assert claimed
-        raise OSError(28, "No space left on device")
-    assert search.claim_registration("legal-smoke", 1, storage=storage)[0]
-
-
-def journal_study(mlruns: Path, task) -> tuple[optuna.Study, object]:
-    storage = search._storage(str(journal(mlruns)))
-    study = optuna.create_study(study_name="legal-smoke", storage=storage, direction="maximize")
-    return study, storage
-
-
-def test_a_journal_trial_whose_worker_process_is_gone_is_failed_and_queued_again(legal, mlruns):
-    study, storage = journal_study(mlruns, legal)
-    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    dead_pid = int(finished.stdout)
-    gone = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
-    gone.set_user_attr("harness.worker", f"{socket.gethostname()}:{dead_pid}")
-    alive = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
-    alive.set_user_attr("harness.worker", search.worker_id())
-    alive.set_user_attr("harness.worker_started", search._process_start(os.getpid()))
-    reused = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
-    reused.set_user_attr("harness.worker", search.worker_id())  # this pid, but started at another time
-    reused.set_user_attr("harness.worker_started", "1")
-
-    search._fail_dead_workers(study, storage, legal)
-    states = {t.number: t.state.name for t in study.trials}
-    assert (states[gone.number], states[alive.number], states[reused.number]) == ("FAIL", "RUNNING", "FAIL")
-    retries = [t for t in study.trials if t.state.name == "WAITING"]
-    assert sorted(t.system_attrs["failed_trial"] for t in retries) == [gone.number, reused.number]
-    assert all("harness.worker" not in t.user_attrs for t in retries)  # the retry is nobody's yet
-
-
-def test_a_trial_no_worker_took_up_is_failed_after_the_grace_period(legal, mlruns, monkeypatch):
-    study, storage = journal_study(mlruns, legal)
-    orphan = study.ask()  # as if its process stopped between creating it and its first line
-    search._fail_dead_workers(study, storage, legal)
-    assert study.trials[orphan.number].state.name == "RUNNING"  # still within the grace period
-    monkeypatch.setattr(search, "ORPHAN_SECONDS", 0)
-    time.sleep(0.01)
-    search._fail_dead_workers(study, storage, legal)
-    assert study.trials[orphan.number].state.name == "FAIL"
-
-
-def test_a_trial_the_total_does_not_need_is_surplus(legal, mlruns):
-    study, _ = journal_study(mlruns, legal)
-    first, second = study.ask(), study.ask()  # two workers found room for the last missing trial at once
-    assert not search._is_surplus(study, first.number, total=1)
-    assert search._is_surplus(study, second.number, total=1)
-    assert not search._is_surplus(study, second.number, total=2)
-
-
 def test_a_search_whose_trials_keep_failing_stops_with_the_cause_and_keeps_the_finished_ones(legal, mlruns):
     run_search(legal, SearchOptions(trials=2, profile="smoke", pruner="none"))
     # A real fault in every later trial: a memory limit no trial fits (refused before it loads anything).
@@ -339,25 +262,3 @@ def test_a_search_whose_trials_keep_failing_stops_with_the_cause_and_keeps_the_f
     parents = [r for r in runs() if r.data.tags.get("harness.kind") == "study"]
     assert [r.info.status for r in parents] == ["FAILED"]
     assert not runs("RUNNING")
-
-
-def test_a_trial_that_finishes_resets_the_count_of_failures_in_a_row():
-    failures = search._FailuresInARow(2)
-    failed = optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL, user_attrs={"harness.error": "boom"})
-    pruned = optuna.trial.create_trial(state=optuna.trial.TrialState.PRUNED)
-    assert [failures.record(failed), failures.record(pruned), failures.record(failed)] == [False, False, False]
-    assert failures.record(failed) and failures.reasons[-1].endswith("boom")
-
-
-@pytest.mark.parametrize(
-    ("options", "message"),
-    [
-        ({"trials": 0}, "--trials must be at least 1"),
-        ({"trials": 2, "max_failures": 0}, "--max-failures must be at least 1"),
-        ({"trials": 2, "timeout_seconds": -1}, "--timeout must be a positive number"),
-        ({"trials": 2, "max_memory_mb": 0}, "--max-memory must be a positive size"),
-    ],
-)
-def test_search_options_that_mean_nothing_are_refused(options, message):
-    with pytest.raises(HarnessError, match=message):
-        SearchOptions(profile="smoke", **options)

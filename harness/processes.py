@@ -1,0 +1,58 @@
+"""Server processes harness starts (vLLM, the MLflow UI and tracking server): started with their output in a log
+file, waited on until their `/health` answers, and stopped with everything they started."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from harness.errors import HarnessError
+
+
+def start_logged(command: list[str], log_path: Path, *, environment: dict[str, str]) -> subprocess.Popen[bytes]:
+    """Start `command` with stdout and stderr in `log_path`, in a session of its own: the terminal's Ctrl-C goes
+    to harness, which stops the server (and the workers it forked, as one process group) itself."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("wb") as log:
+        return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=environment, start_new_session=True)
+
+
+def wait_until_healthy(
+    process: subprocess.Popen[bytes], health_url: str, *, name: str, log_path: Path, timeout_seconds: float
+) -> None:
+    """Return once `health_url` answers 200. A process that exits first, or does not answer in time (then it is
+    stopped), is an error quoting the end of its log."""
+    deadline = time.monotonic() + timeout_seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-15:])
+            raise HarnessError(
+                f"the {name} exited with code {process.returncode} while starting; its log ({log_path}) ends:\n{tail}"
+            )
+        try:
+            with urllib.request.urlopen(health_url, timeout=5) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(1)
+    stop(process)
+    raise HarnessError(f"the {name} did not answer {health_url} within {timeout_seconds:.0f} s; see {log_path}")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """Stop a server started by `start_logged` and every process it started (its process group): SIGTERM, then
+    SIGKILL after 30 s."""
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
