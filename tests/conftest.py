@@ -14,6 +14,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -89,20 +90,52 @@ def legal_test_head(tmp_path_factory) -> Callable[[int], Path]:
     return make
 
 
+SMOKE_TEST_EXAMPLES = 32  # the shared study's stored test set: test-v1's first 32 decisions (serving: 16 twice)
+
+
+@dataclass(frozen=True)
+class SmokeStudy:
+    """The smoke study the registry, serving, results, report and browser tests share (`smoke_study`)."""
+
+    task: TaskConfig
+    task_path: Path
+    mlruns: Path
+    summary: Any  # harness.search.study.SearchSummary
+    registration: Any  # harness.registry.Registration: v1 @challenger
+
+
 @pytest.fixture(scope="session")
-def two_trial_study(legal, tmp_path_factory) -> Path:
-    """A finished two-trial smoke search (seed recipe + one sampled) in its own mlruns, for the tests that only
-    read a study (report, browser); they point HARNESS_MLRUNS at the returned directory."""
-    from harness import tracking
+def smoke_study(legal_test_head, tmp_path_factory) -> SmokeStudy:
+    """One smoke study for the whole session, made once: legal with its stored test set cut to test-v1's first 32
+    decisions, a two-trial search (the seed recipe and one sampled recipe, no pruning) and its best trial refit
+    and registered as v1 @challenger. Tests that only read it point HARNESS_MLRUNS at `mlruns`; tests that change
+    it (register, promote) take `smoke_store`, a copy of their own, so no test depends on another's order."""
+    from harness import registry, tracking
     from harness.search.options import SearchOptions
     from harness.search.run import run_search
 
-    mlruns = tmp_path_factory.mktemp("two-trial-study") / "mlruns"
+    task_path = legal_test_head(SMOKE_TEST_EXAMPLES)
+    mlruns = tmp_path_factory.mktemp("smoke-study") / "mlruns"
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("HARNESS_MLRUNS", str(mlruns))
         tracking.configure()
-        run_search(legal, SearchOptions(trials=2, profile="smoke", pruner="none"))
-    return mlruns
+        task = load_task(str(task_path))
+        summary = run_search(task, SearchOptions(trials=2, profile="smoke", pruner="none", register=False))
+        registration = registry.register_trial(task, study_name=summary.study_name)
+    return SmokeStudy(task, task_path, mlruns, summary, registration)
+
+
+@pytest.fixture
+def smoke_store(smoke_study, tmp_path, monkeypatch) -> Path:
+    """A copy of the shared smoke study's stores (MLflow and Optuna) that this test may change; HARNESS_MLRUNS
+    points at it for the test. Runs' artifacts stay where the study logged them: new ones are added, none changed."""
+    from harness import tracking
+
+    copy = tmp_path / "mlruns"
+    shutil.copytree(smoke_study.mlruns, copy)
+    monkeypatch.setenv("HARNESS_MLRUNS", str(copy))
+    tracking.configure()
+    return copy
 
 
 POSTGRES_PASSWORD = "pg-secret-4821"  # asserted never to reach MLflow

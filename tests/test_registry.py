@@ -10,6 +10,7 @@ import signal
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 import torch
@@ -17,15 +18,13 @@ from mlflow.tracking import MlflowClient
 from safetensors import safe_open
 
 from harness import model_loading, registry, tracking
-from harness.config import load_task
+from harness.config import TaskConfig, load_task
 from harness.errors import HarnessError
 from harness.registry import gate
 from harness.regression import regress
-from harness.search.options import SearchOptions
-from harness.search.run import run_search
+from tests.conftest import SMOKE_TEST_EXAMPLES
 
 FIELDS = ["plaintiff", "initiator"]
-STORED_TEST_EXAMPLES = 16
 
 
 def metrics(f1_micro: float, plaintiff: float, initiator: float) -> dict[str, float]:
@@ -54,50 +53,50 @@ def test_the_gate_refuses_one_field_dropping_beyond_twice_the_tolerance():
     assert result.reasons == ["f1_initiator drops by 0.1000 (> 2 x tolerance = 0.02)"]
 
 
-@pytest.fixture(scope="module")
-def task(legal_test_head):
-    """legal, its stored test set cut to 16 decisions: every registration and promotion here evaluates on it."""
-    return load_task(str(legal_test_head(STORED_TEST_EXAMPLES)))
+@pytest.fixture
+def task(smoke_study):
+    """legal, its stored test set cut to 32 decisions: every registration and promotion here evaluates on it."""
+    return smoke_study.task
 
 
-@pytest.fixture(scope="module")
-def smoke_study(task, tmp_path_factory):
-    """One smoke search (the seed recipe, nf4) in its own mlruns; the registry tests run in order on it."""
-    mlruns = tmp_path_factory.mktemp("registry") / "mlruns"
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("HARNESS_MLRUNS", str(mlruns))
-        tracking.configure()
-        summary = run_search(task, SearchOptions(trials=1, profile="smoke"))
-        yield summary
+# Each test below starts from its own copy of the shared smoke study (`smoke_store`): two trials, the best refit
+# and registered as v1 @challenger, nothing promoted. No test depends on what another one did.
 
 
-def test_registering_refits_the_best_trial_merges_it_and_makes_version_1_the_challenger(task, smoke_study):
-    registration = registry.register_trial(task, study_name="legal-smoke")
+def test_registering_refits_the_best_trial_merges_it_and_makes_version_1_the_challenger(task, smoke_study, smoke_store):
+    registration = smoke_study.registration
     client = MlflowClient()
     assert (registration.name, registration.version) == ("legal-extractor", 1)
-    assert registration.source == "trial 0 of legal-smoke"
+    assert registration.source == f"trial {smoke_study.summary.best['trial']} of legal-smoke"
     assert tracking.model_aliases("legal-extractor") == {"challenger": 1}
 
     refit_run = client.get_run(registration.run_id)
     assert refit_run.info.status == "FINISHED"
     assert refit_run.data.tags["harness.refit"] == "true"
-    assert refit_run.data.tags["mlflow.parentRunId"] == smoke_study.parent_run_id
+    assert refit_run.data.tags["mlflow.parentRunId"] == smoke_study.summary.parent_run_id
     assert refit_run.data.params["budget.max_steps"] == "4"  # the smoke profile's refit budget, not its search's
-    # The seed recipe is nf4: the merged model's validation figures sit beside the adapter's.
-    assert {"merged_f1_micro", "test_f1_micro", "f1_micro"} <= set(refit_run.data.metrics)
-    assert registration.test["n"] == STORED_TEST_EXAMPLES
+    assert {"test_f1_micro", "f1_micro"} <= set(refit_run.data.metrics)
+    assert registration.test["n"] == SMOKE_TEST_EXAMPLES
 
     version = client.get_model_version("legal-extractor", "1")
     assert version.run_id == registration.run_id
     tags = version.tags
-    assert tags["harness.study"] == "legal-smoke" and tags["harness.trial"] == "0"
+    assert tags["harness.study"] == "legal-smoke" and tags["harness.trial"] == str(smoke_study.summary.best["trial"])
     assert tags["harness.source"] == "adapter" and tags["harness.refit"] == "true"
-    assert tags["harness.base_model"] == "tiny:llama" and tags["harness.quantization"] == "nf4"
+    assert tags["harness.base_model"] == "tiny:llama"
     assert float(tags["test.f1_micro"]) == pytest.approx(registration.test["f1_micro"], abs=1e-4)
-    assert "merged_validation.f1_micro" in tags and "validation.f1_micro" in tags
+    assert "validation.f1_micro" in tags
 
 
-def test_the_registered_version_is_a_merged_16_bit_safetensors_model_with_its_chat_template(task, smoke_study):
+def test_a_quantized_trial_is_scored_again_once_merged_into_the_unquantized_base(task, smoke_store):
+    seed_trial = 0  # the seed recipe is nf4: the merged model's validation figures sit beside the adapter's
+    registration = registry.register_trial(task, study_name="legal-smoke", trial_number=seed_trial, refit=False)
+    version = MlflowClient().get_model_version("legal-extractor", str(registration.version))
+    assert version.tags["harness.quantization"] == "nf4"
+    assert "merged_validation.f1_micro" in version.tags and registration.merged_validation["n"] > 0
+
+
+def test_the_registered_version_is_a_merged_16_bit_safetensors_model_with_its_chat_template(task, smoke_store):
     model_dir = registry.materialise_version("legal-extractor", 1)
     assert (model_dir / "chat_template.jinja").exists() and (model_dir / "tokenizer.json").exists()
     with safe_open(str(model_dir / "model.safetensors"), "pt") as weights:
@@ -106,7 +105,7 @@ def test_the_registered_version_is_a_merged_16_bit_safetensors_model_with_its_ch
         assert str(weights.get_tensor(names[0]).dtype) == "torch.bfloat16"
 
 
-def test_promoting_the_first_version_makes_it_champion_and_records_the_decision(task, smoke_study):
+def test_promoting_the_first_version_makes_it_champion_and_records_the_decision(task, smoke_store):
     promotion = registry.promote(task)
     assert (promotion.candidate, promotion.champion, promotion.verdict) == (1, None, "promoted")
     assert promotion.evaluations.startswith("candidate v1 recorded")  # at registration: same set, same budget
@@ -120,11 +119,12 @@ def test_promoting_the_first_version_makes_it_champion_and_records_the_decision(
     assert client.get_model_version("legal-extractor", "1").tags["harness.promotion.verdict"] == "promoted"
 
 
-def test_a_second_version_promoted_keeps_the_old_champion_as_previous_champion(task, smoke_study):
+def test_a_second_version_promoted_keeps_the_old_champion_as_previous_champion(task, smoke_study, smoke_store):
+    registry.promote(task)
     registration = registry.register_trial(task, study_name="legal-smoke", refit=False)
     assert registration.version == 2 and not registration.refit
     # Without a refit the version is logged on the trial's own run.
-    assert registration.run_id == smoke_study.best["mlflow_run_id"]
+    assert registration.run_id == smoke_study.summary.best["mlflow_run_id"]
     assert MlflowClient().get_run(registration.run_id).info.status == "FINISHED"
     promotion = registry.promote(task, tolerance=0.0)
     assert promotion.champion == 1 and promotion.candidate == 2
@@ -132,12 +132,13 @@ def test_a_second_version_promoted_keeps_the_old_champion_as_previous_champion(t
     assert tracking.model_aliases("legal-extractor") == {"challenger": 2, "champion": 2, "previous-champion": 1}
 
 
-def test_promoting_the_champion_again_is_an_error(task, smoke_study):
-    with pytest.raises(HarnessError, match="version 2 is already @champion"):
-        registry.promote(task, version=2)
+def test_promoting_the_champion_again_is_an_error(task, smoke_store):
+    registry.promote(task)
+    with pytest.raises(HarnessError, match="version 1 is already @champion"):
+        registry.promote(task, version=1)
 
 
-def test_a_version_s_recorded_figures_are_what_a_fresh_evaluation_gives(task, smoke_study):
+def test_a_version_s_recorded_figures_are_what_a_fresh_evaluation_gives(task, smoke_store):
     recorded, source = registry.stored_test_metrics(task, "legal-extractor", 1, 64)
     again, fresh_source = registry.stored_test_metrics(task, "legal-extractor", 1, 64, fresh=True)
     assert source.startswith("v1 recorded") and fresh_source == "v1 evaluated now"
@@ -146,49 +147,50 @@ def test_a_version_s_recorded_figures_are_what_a_fresh_evaluation_gives(task, sm
     assert other_budget == "v1 evaluated now"  # a recorded evaluation counts only for its own budget
 
 
-def test_registering_an_unknown_study_names_the_studies_there(task, smoke_study):
+def test_registering_an_unknown_study_names_the_studies_there(task, smoke_store):
     with pytest.raises(HarnessError, match=r"no study 'legal-gpu'.*studies there: legal-smoke"):
         registry.register_trial(task, study_name="legal-gpu")
 
 
-def test_registering_a_trial_that_is_not_complete_lists_the_complete_ones(task, smoke_study):
-    with pytest.raises(HarnessError, match=r"trial 7 of study 'legal-smoke' is not a complete trial.*: 0"):
+def test_registering_a_trial_that_is_not_complete_lists_the_complete_ones(task, smoke_store):
+    with pytest.raises(HarnessError, match=r"trial 7 of study 'legal-smoke' is not a complete trial.*: 0, 1"):
         registry.register_trial(task, study_name="legal-smoke", trial_number=7)
 
 
-def test_a_training_run_is_registered_from_its_adapter_as_trained(task, smoke_study):
-    trial_run = smoke_study.best["mlflow_run_id"]
+def test_a_training_run_is_registered_from_its_adapter_as_trained(task, smoke_study, smoke_store):
+    trial_run = smoke_study.summary.best["mlflow_run_id"]
     registration = registry.register_run(task, trial_run)
-    assert (registration.version, registration.source, registration.refit) == (3, f"run {trial_run}", False)
-    tags = MlflowClient().get_model_version("legal-extractor", "3").tags
+    assert (registration.version, registration.source, registration.refit) == (2, f"run {trial_run}", False)
+    tags = MlflowClient().get_model_version("legal-extractor", "2").tags
     assert tags["harness.run"] == trial_run and tags["harness.source"] == "adapter"
-    assert tags["harness.quantization"] == "nf4" and "merged_validation.f1_micro" in tags
-    assert tracking.model_aliases("legal-extractor")["challenger"] == 3
+    assert tracking.model_aliases("legal-extractor")["challenger"] == 2
 
 
-def test_a_model_without_an_adapter_is_registered_as_it_is_with_its_stored_test_figures(task, smoke_study):
+def test_a_model_without_an_adapter_is_registered_as_it_is_with_its_stored_test_figures(task, smoke_store):
     registration = registry.register_model(task, "tiny:llama", profile="smoke")
-    assert (registration.version, registration.source) == (4, "model tiny:llama")
-    assert registration.validation == {} and registration.test["n"] == STORED_TEST_EXAMPLES
+    assert (registration.version, registration.source) == (2, "model tiny:llama")
+    assert registration.validation == {} and registration.test["n"] == SMOKE_TEST_EXAMPLES
     client = MlflowClient()
     run = client.get_run(registration.run_id)
     assert run.info.status == "FINISHED" and run.data.tags["harness.kind"] == "registration"
     assert run.data.params["model"] == "tiny:llama"
-    tags = client.get_model_version("legal-extractor", "4").tags
+    tags = client.get_model_version("legal-extractor", "2").tags
     assert (tags["harness.source"], tags["harness.base_model"]) == ("model", "tiny:llama")
     assert tags["harness.profile"] == "smoke"
     assert "harness.quantization" not in tags
-    with safe_open(str(registry.materialise_version("legal-extractor", 4) / "model.safetensors"), "pt") as weights:
+    with safe_open(str(registry.materialise_version("legal-extractor", 2) / "model.safetensors"), "pt") as weights:
         assert str(weights.get_tensor("model.norm.weight").dtype) == "torch.bfloat16"
 
 
-def test_registering_a_run_that_trained_nothing_says_what_is_expected(task, smoke_study):
-    not_training = smoke_study.parent_run_id
+def test_registering_a_run_that_trained_nothing_says_what_is_expected(task, smoke_study, smoke_store):
+    not_training = smoke_study.summary.parent_run_id
     with pytest.raises(HarnessError, match=rf"run {not_training} is not a legal training run"):
         registry.register_run(task, not_training)
 
 
-def test_regress_checks_the_registered_champion_against_the_figures_stored_for_it(task, smoke_study):
+def test_regress_checks_the_registered_champion_against_the_figures_stored_for_it(task, smoke_store, tmp_path):
+    registry.promote(task)
+    task = task_with_expectations_in(tmp_path, task)
     [stored] = regress(task, update_baseline=True)  # default model: models:/legal-extractor@champion
     assert stored.updated and stored.path.name == "legal-extractor@champion.json"
     assert json.loads(stored.path.read_text())["max_new_tokens"] == 64  # the smoke profile's, as registered
@@ -197,7 +199,8 @@ def test_regress_checks_the_registered_champion_against_the_figures_stored_for_i
     assert {"f1_micro", "f1_initiator", "json_valid_rate"} <= {c.metric for c in again.checks}
 
 
-def test_regress_reads_a_logged_model_by_its_run_uri(task, smoke_study):
+def test_regress_reads_a_logged_model_by_its_run_uri(task, smoke_store, tmp_path):
+    task = task_with_expectations_in(tmp_path, task)
     logged = f"runs:/{MlflowClient().get_model_version('legal-extractor', '1').run_id}/model"
     [stored] = regress(task, model=logged, update_baseline=True)
     assert stored.path.name == f"{logged.removeprefix('runs:/').replace('/', '-')}.json"
@@ -205,11 +208,23 @@ def test_regress_reads_a_logged_model_by_its_run_uri(task, smoke_study):
     assert again.regressed == [] and again.checks[0].metric == "f1_micro"
 
 
-def test_an_alias_that_is_not_set_is_an_error_listing_the_ones_that_are(task, smoke_study):
-    aliases = ", ".join(f"@{a} -> v{v}" for a, v in tracking.model_aliases("legal-extractor").items()) or "none"
-    message = f"models:/legal-extractor@staging does not exist; aliases set: {aliases}"
+def test_an_alias_that_is_not_set_is_an_error_listing_the_ones_that_are(task, smoke_store):
+    message = "models:/legal-extractor@staging does not exist; aliases set: @challenger -> v1"
     with pytest.raises(HarnessError, match=re.escape(message)):
         registry.find_version("legal-extractor", alias="staging")
+
+
+def task_with_expectations_in(directory: Path, task: TaskConfig) -> TaskConfig:
+    """The task as a copy of its YAML and stored set in `directory`: expectations written beside the set stay this
+    test's (the shared study's set is every test's)."""
+    [eval_set] = task.data.eval_sets
+    stored = task.data_path(eval_set.path)
+    copy = directory / "task" / "search_spaces" / task.file.name
+    target = copy.parent / eval_set.path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(stored, target)
+    copy.write_text(task.file.read_text())
+    return load_task(str(copy))
 
 
 # Faults in the middle of a registration or a download: a real SIGINT delivered at a chosen step.
@@ -241,7 +256,6 @@ def empty_store(tmp_path):
         patch.setenv("HARNESS_MLRUNS", str(tmp_path / "mlruns"))
         tracking.configure()
         yield tmp_path / "mlruns"
-    tracking.configure()  # back to the smoke study's store
 
 
 def test_an_interrupt_before_the_alias_is_set_leaves_no_version_and_the_next_registration_is_whole(task, empty_store):

@@ -7,19 +7,17 @@ import re
 import pytest
 from mlflow.tracking import MlflowClient
 
-from harness import tracking
 from harness.errors import HarnessError
 from harness.report import SECTIONS, build_report
 
 
 @pytest.fixture
-def study_store(two_trial_study, monkeypatch):
-    monkeypatch.setenv("HARNESS_MLRUNS", str(two_trial_study))
-    tracking.configure()
+def study_store(smoke_store):
+    """The shared smoke study (two trials, the best registered as v1), in a copy: a report is logged on its run."""
 
 
-def test_the_report_has_every_section_with_its_figures_inlined(legal, study_store, tmp_path):
-    report = build_report(legal, study_name="legal-smoke", out_dir=tmp_path / "report")
+def test_the_report_has_every_section_with_its_figures_inlined(smoke_study, study_store, tmp_path):
+    report = build_report(smoke_study.task, study_name="legal-smoke", out_dir=tmp_path / "report")
     page = report.html_path.read_text()
     assert re.findall(r"<h2>(.*?)</h2>", page) == list(SECTIONS)
     assert 'src="http' not in page and "src='http" not in page  # self-contained: nothing fetched
@@ -30,11 +28,12 @@ def test_the_report_has_every_section_with_its_figures_inlined(legal, study_stor
     assert {p.name for p in report.pngs} >= {"fields.png", "memory_and_time.png", "optimization_history.png"}
     leaderboard = page[page.index("<h2>Leaderboard</h2>") : page.index("<h2>Zero-shot")]
     assert leaderboard.count("<td>COMPLETE</td>") == 2 and "<td>yes</td>" in leaderboard  # the seed recipe's row
-    assert "No version of legal-extractor registered from this study yet" in page
+    versions = page[page.index("<h2>Registered and promoted versions</h2>") :]
+    assert "legal-extractor v1" in versions and "@challenger" in versions  # registered from this study
 
 
-def test_the_report_is_logged_on_the_studys_run(legal, study_store, tmp_path):
-    report = build_report(legal, study_name="legal-smoke", out_dir=tmp_path / "report")
+def test_the_report_is_logged_on_the_studys_run(smoke_study, study_store, tmp_path):
+    report = build_report(smoke_study.task, study_name="legal-smoke", out_dir=tmp_path / "report")
     logged = {f.path for f in MlflowClient().list_artifacts(report.run_id, "report")}
     assert {"report/report.html", "report/fields.png", "report/memory_and_time.png"} <= logged
 

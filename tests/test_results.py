@@ -8,22 +8,14 @@ import json
 import pytest
 from mlflow.tracking import MlflowClient
 
-from harness import tracking
-from harness.config import load_task
-from harness.registry import register_trial
 from harness.results import write_results
-from harness.search.options import SearchOptions
-from harness.search.run import run_search
+from tests.conftest import SMOKE_TEST_EXAMPLES
 
 
 @pytest.fixture
-def registered_study(legal_test_head, tmp_path, monkeypatch):
-    monkeypatch.setenv("HARNESS_MLRUNS", str(tmp_path / "mlruns"))
-    tracking.configure()
-    task = load_task(str(legal_test_head(6)))
-    summary = run_search(task, SearchOptions(trials=2, profile="smoke", pruner="none"))
-    register_trial(task, study_name=summary.study_name)
-    return task, summary
+def registered_study(smoke_study, smoke_store):
+    """The shared smoke study (two trials, the best registered), in a copy: the page caches evaluations on runs."""
+    return smoke_study.task, smoke_study.summary
 
 
 def test_the_page_shows_the_ladder_on_every_stored_set_and_the_leaderboard(registered_study, tmp_path):
@@ -41,7 +33,7 @@ def test_the_page_shows_the_ladder_on_every_stored_set_and_the_leaderboard(regis
     assert said[-1].startswith(f"registered on test-head-v1: f1_micro {registered_f1:.3f} (")
     assert list(figures["ladder"]) == ["zero-shot", "rule baseline", "seed recipe", "best trial", "registered"]
     for stage in figures["ladder"].values():
-        assert set(stage) == {"test-head-v1"} and stage["test-head-v1"]["n"] == 6
+        assert set(stage) == {"test-head-v1"} and stage["test-head-v1"]["n"] == SMOKE_TEST_EXAMPLES
     # The rule baseline is computed, not stored: it reads the decisions and finds real values.
     assert figures["ladder"]["rule baseline"]["test-head-v1"]["f1_micro"] > 0.3
     assert figures["registered:legal-extractor/1"] == figures["ladder"]["registered"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,14 +18,10 @@ import pytest
 from openai import OpenAI
 
 from harness import registry, serving, tracking
-from harness.config import load_task
-from harness.search.options import SearchOptions
-from harness.search.run import run_search
 from harness.task_data import load_split
+from tests.conftest import free_port
 
 HARNESS = str(Path(sys.executable).parent / "harness")
-PORT = 8765
-STORED_TEST_EXAMPLES = 32
 
 
 def get(url: str, key: str) -> tuple[int, dict]:
@@ -54,19 +51,16 @@ def stop(pid: int) -> None:
 
 
 @pytest.fixture(scope="module")
-def champion(legal_test_head, tmp_path_factory):
-    """A smoke search whose best trial is registered as trained and promoted: v1 @champion, in its own mlruns.
-    The stored test set is cut to 32 decisions, enough for concurrency 16 twice over."""
-    task_path = legal_test_head(STORED_TEST_EXAMPLES)
+def champion(smoke_study, tmp_path_factory):
+    """The shared smoke study's v1 promoted to @champion, in a copy of its stores (its stored test set is 32
+    decisions, enough for concurrency 16 twice over)."""
     mlruns = tmp_path_factory.mktemp("serving") / "mlruns"
+    shutil.copytree(smoke_study.mlruns, mlruns)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("HARNESS_MLRUNS", str(mlruns))
         tracking.configure()
-        task = load_task(str(task_path))
-        run_search(task, SearchOptions(trials=1, profile="smoke"))
-        registry.register_trial(task, study_name="legal-smoke", refit=False)
-        assert registry.promote(task).promoted
-    return task, task_path, mlruns
+        assert registry.promote(smoke_study.task).promoted
+    return smoke_study.task, smoke_study.task_path, mlruns
 
 
 def serve(
@@ -93,7 +87,8 @@ def serve(
 @pytest.mark.slow
 def test_serve_check_matches_offline_and_the_server_requires_its_key(champion):
     _, task_path, mlruns = champion
-    result, pid = serve(task_path, mlruns, PORT)
+    port = free_port()
+    result, pid = serve(task_path, mlruns, port)
     try:
         assert result.returncode == 0, result.stdout + result.stderr
         assert "parity passes" in result.stdout
@@ -101,10 +96,10 @@ def test_serve_check_matches_offline_and_the_server_requires_its_key(champion):
         identical = float(re.search(r"answers identical to the offline ones: ([\d.]+)%", result.stdout).group(1))
         assert identical >= 90.0, result.stdout
         assert re.search(r"concurrency 16: \d+ tokens/s, latency p50", result.stdout)
-        assert "http://127.0.0.1:8765/v1" in result.stdout  # bound to the loopback interface by default
-        status, models = get(f"http://127.0.0.1:{PORT}/v1/models", "sesame")
+        assert f"http://127.0.0.1:{port}/v1" in result.stdout  # bound to the loopback interface by default
+        status, models = get(f"http://127.0.0.1:{port}/v1/models", "sesame")
         assert status == 200 and [m["id"] for m in models["data"]] == ["legal-extractor"]
-        assert get(f"http://127.0.0.1:{PORT}/v1/models", "wrong")[0] == 401
+        assert get(f"http://127.0.0.1:{port}/v1/models", "wrong")[0] == 401
         assert "sesame" not in command_line(pid)  # the key reached vLLM through its environment
     finally:
         stop(pid)
@@ -114,7 +109,8 @@ def test_serve_check_matches_offline_and_the_server_requires_its_key(champion):
 @pytest.mark.slow
 def test_serve_lora_serves_the_adapter_unmerged_and_json_schema_constrains_the_answers(champion):
     task, task_path, mlruns = champion
-    result, pid = serve(task_path, mlruns, PORT + 1, "--lora", "--json-schema", key_in_environment=True)
+    port = free_port()
+    result, pid = serve(task_path, mlruns, port, "--lora", "--json-schema", key_in_environment=True)
     try:
         assert result.returncode == 0, result.stdout + result.stderr
         assert "LoRA, unmerged" in result.stdout and "parity passes" in result.stdout
@@ -124,8 +120,8 @@ def test_serve_lora_serves_the_adapter_unmerged_and_json_schema_constrains_the_a
         assert re.search(r"json_valid_rate without the schema [\d.]+, with it [\d.]+", result.stdout)
         assert re.search(r"concurrency 16, JSON Schema: \d+ tokens/s", result.stdout)
         assert '"response_format": {"type": "json_schema"' in result.stdout  # the printed example uses it
-        status, models = get(f"http://127.0.0.1:{PORT + 1}/v1/models", "sesame")  # HARNESS_API_KEY's key
-        assert status == 200 and get(f"http://127.0.0.1:{PORT + 1}/v1/models", "wrong")[0] == 401
+        status, models = get(f"http://127.0.0.1:{port}/v1/models", "sesame")  # HARNESS_API_KEY's key
+        assert status == 200 and get(f"http://127.0.0.1:{port}/v1/models", "wrong")[0] == 401
         assert sorted(m["id"] for m in models["data"]) == ["legal-extractor", "legal-extractor-base"]
 
         # Under a schema the answer is valid JSON of that schema, even from a random tiny model.
@@ -135,7 +131,7 @@ def test_serve_lora_serves_the_adapter_unmerged_and_json_schema_constrains_the_a
             "required": ["decision"],
             "additionalProperties": False,
         }
-        openai = OpenAI(base_url=f"http://127.0.0.1:{PORT + 1}/v1", api_key="sesame")
+        openai = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="sesame")
         examples = load_split(task, "test")[:8]
         answers = serving.ask(
             openai, "legal-extractor", task, examples, max_tokens=32, concurrency=8, json_schema=decision_only

@@ -22,13 +22,12 @@ from harness.errors import HarnessError
 from tests.conftest import free_port
 
 HARNESS = str(Path(sys.executable).parent / "harness")
-PORT = 5057
 
 
-def api(path: str, body: dict | None = None) -> dict:
+def api(port: int, path: str, body: dict | None = None) -> dict:
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(
-        f"http://127.0.0.1:{PORT}/api/2.0/mlflow/{path}", data=data, headers={"Content-Type": "application/json"}
+        f"http://127.0.0.1:{port}/api/2.0/mlflow/{path}", data=data, headers={"Content-Type": "application/json"}
     )
     with urllib.request.urlopen(request, timeout=30) as response:
         return json.loads(response.read())
@@ -48,8 +47,9 @@ def test_harness_ui_serves_the_store_and_prints_the_page_ranking_runs_by_the_obj
     for name, f1 in (("weak", 0.2), ("strong", 0.7)):
         tracking.log_decision_run("legal", run_name=name, params={}, metrics={"f1_micro": f1}, tags={})
 
+    port = free_port()
     result = subprocess.run(
-        [HARNESS, "ui", "legal", "--port", str(PORT), "--detach"],
+        [HARNESS, "ui", "legal", "--port", str(port), "--detach"],
         capture_output=True,
         text=True,
         timeout=300,
@@ -58,8 +58,8 @@ def test_harness_ui_serves_the_store_and_prints_the_page_ranking_runs_by_the_obj
     assert result.returncode == 0, result.stdout + result.stderr
     pid = int(re.search(r"MLflow UI pid (\d+)", result.stdout).group(1))
     try:
-        experiment = api("experiments/get-by-name?experiment_name=legal")["experiment"]
-        page = f"http://127.0.0.1:{PORT}/#/experiments/{experiment['experiment_id']}/runs"
+        experiment = api(port, "experiments/get-by-name?experiment_name=legal")["experiment"]
+        page = f"http://127.0.0.1:{port}/#/experiments/{experiment['experiment_id']}/runs"
         assert f"{page}?viewStateShareKey=harness-ranked-by-f1_micro" in result.stdout
         tags = {t["key"]: t["value"] for t in experiment["tags"]}
         assert tags["mlflow.experimentKind"] == "custom_model_development"  # the model-training view, not GenAI
@@ -68,10 +68,11 @@ def test_harness_ui_serves_the_store_and_prints_the_page_ranking_runs_by_the_obj
         assert (view["orderByKey"], view["orderByAsc"]) == ("metrics.`f1_micro`", False)
         assert view["selectedColumns"][:2] == ["metrics.`f1_micro`", "metrics.`f1_plaintiff`"]
         assert "params.`lora.r`" in view["selectedColumns"]
-        with urllib.request.urlopen(f"http://127.0.0.1:{PORT}/", timeout=30) as response:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=30) as response:
             assert response.status == 200 and b"<html" in response.read()
         # What the page asks the server for: runs ordered by f1_micro, best first.
         runs = api(
+            port,
             "runs/search",
             {"experiment_ids": [experiment["experiment_id"]], "order_by": ["metrics.f1_micro DESC"]},
         )["runs"]
