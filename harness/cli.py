@@ -718,7 +718,7 @@ def serve(
             raise typer.Exit(1)
         return
     if detach:
-        console.print(f"Detached; stop it with `kill {server.process.pid}`.")
+        console.print(f"Detached; stop it with `kill -- -{server.process.pid}` (the server and its workers).")
         return
     try:
         server.process.wait()

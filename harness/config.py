@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from harness.errors import HarnessError
 
@@ -81,6 +81,16 @@ class DataSpec(Strict):
     train: str | None = None  # source=jsonl: path relative to this YAML file
     validation: str | None = None  # source=jsonl
     eval_sets: tuple[EvalSetSpec, ...] = Field(min_length=1)  # the first is the default `test` split
+
+    @field_validator("generator", mode="before")
+    @classmethod
+    def _generator_is_a_module(cls, value: Any) -> Any:
+        if value == "legal":  # how task files named the built-in generator before tasks had packages of their own
+            raise ValueError(
+                "'legal' is now a module path: generator: tasks.legal.generator (and baseline: tasks.legal.rules"
+                " for its rule baseline)"
+            )
+        return value
 
     @model_validator(mode="after")
     def _source_has_its_keys(self) -> DataSpec:

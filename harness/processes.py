@@ -27,6 +27,18 @@ def wait_until_healthy(
 ) -> None:
     """Return once `health_url` answers 200. A process that exits first, or does not answer in time (then it is
     stopped), is an error quoting the end of its log."""
+    try:
+        _wait(process, health_url, name=name, log_path=log_path, timeout_seconds=timeout_seconds)
+    except BaseException:
+        # Ctrl-C while a server starts (minutes, for vLLM): it runs in a session of its own, so the terminal's
+        # SIGINT does not reach it; stopped here, or it would hold its port (and GPU) after harness exits.
+        stop(process)
+        raise
+
+
+def _wait(
+    process: subprocess.Popen[bytes], health_url: str, *, name: str, log_path: Path, timeout_seconds: float
+) -> None:
     deadline = time.monotonic() + timeout_seconds
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -41,7 +53,6 @@ def wait_until_healthy(
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             pass
         time.sleep(1)
-    stop(process)
     raise HarnessError(f"the {name} did not answer {health_url} within {timeout_seconds:.0f} s; see {log_path}")
 
 

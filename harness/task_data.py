@@ -128,7 +128,7 @@ def _load_training_split(task: TaskConfig, split: str) -> list[Example]:
     data = task.data
     if data.source == "generator":
         size = data.train_size if split == "train" else data.validation_size
-        records = task_module(task, "generator").generate_split(data.seed, split, size or 0)
+        records = _member(task, "generator", "generate_split")(data.seed, split, size or 0)
         return [
             _validate_record(r, task.fields, f"generator {data.generator} {split}[{i}]") for i, r in enumerate(records)
         ]
@@ -160,7 +160,15 @@ def summarise_split(task: TaskConfig, examples: list[Example]) -> dict[str, str]
 
 def rule_baseline(task: TaskConfig) -> Callable[[str], str] | None:
     """The task's answer without a model (`data.baseline`: rules), or None when the task has none."""
-    return None if task.data.baseline is None else task_module(task, "baseline").predict
+    return None if task.data.baseline is None else _member(task, "baseline", "predict")
+
+
+def _member(task: TaskConfig, key: str, name: str) -> Any:
+    """`name` from the module the task's YAML names at `data.<key>`; a clear error when it has none."""
+    module = task_module(task, key)
+    if not hasattr(module, name):
+        raise HarnessError(f"{module.__name__} (data.{key} in {task.file}) has no {name}(); expected one there")
+    return getattr(module, name)
 
 
 def task_module(task: TaskConfig, key: str) -> ModuleType:

@@ -179,6 +179,12 @@ def test_generator_source_without_sizes_is_an_error(task_copy):
         load_task(str(path))
 
 
+def test_a_generator_named_the_old_way_says_how_it_is_named_now(task_copy):
+    path, _ = task_copy(lambda d: d["data"].update(generator="legal"))
+    with pytest.raises(HarnessError, match=r"data.generator: .*generator: tasks.legal.generator .*tasks.legal.rules"):
+        load_task(str(path))
+
+
 def test_unknown_task_name_lists_known_tasks():
     with pytest.raises(HarnessError, match=r"unknown task 'contracts'.*known tasks: legal"):
         load_task("contracts")

@@ -8,7 +8,7 @@ import pytest
 
 from harness.config import FieldSpec, load_task
 from harness.errors import HarnessError
-from harness.task_data import Example, load_split, parse_jsonl, split_names, summarise_split
+from harness.task_data import Example, load_split, parse_jsonl, rule_baseline, split_names, summarise_split
 
 pytestmark = pytest.mark.fast  # the fast tier: no process started, no training (make test-fast)
 
@@ -152,3 +152,13 @@ def test_a_splits_summary_comes_from_the_tasks_own_fields(legal):
     }
     legal_columns = summarise_split(legal, load_split(legal, "validation"))
     assert {"dispute_subject", "decision", "initiator"} <= set(legal_columns)
+
+
+def test_a_baseline_module_that_cannot_answer_is_a_clear_error(legal):
+    for module, message in (
+        ("tasks.nothing", "cannot import 'tasks.nothing' \\(data.baseline"),
+        ("json", "no predict"),
+    ):
+        task = legal.model_copy(update={"data": legal.data.model_copy(update={"baseline": module})})
+        with pytest.raises(HarnessError, match=message):
+            rule_baseline(task)

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import fcntl
 import functools
 import hashlib
 import json
 import os
 import socket
 import time
+import uuid
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -49,6 +51,7 @@ POLL_SECONDS = float(os.environ.get("HARNESS_POLL_SECONDS", "2"))
 # A RUNNING trial that no worker took up within this (interrupted between its creation and its first line) is dead.
 ORPHAN_SECONDS = 2 * HEARTBEAT_SECONDS
 LEGACY_CLAIM_PREFIX = "harness-claim:"  # claims were marker studies before they had a store of their own
+STUDY_UID_ATTR = "harness.study_uid"  # set when a study is created: what its claims are keyed on
 
 # The retry callback is marked experimental; every worker would print so on every start.
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -207,7 +210,7 @@ def claim(storage_url: str, study: optuna.Study, what: str, *, take_over_dead_ho
             return True, mine.worker
         if not (take_over_dead_holder and not holder.done and gone_here(holder.worker, holder.started)):
             return False, holder.worker
-        store.delete(key, holder)  # only one taker's delete of this holder succeeds; then the create decides
+        store.delete(key, holder)  # only if the dead holder still holds it; then the exclusive create decides
     return False, "a worker that claimed it at the same moment"
 
 
@@ -239,9 +242,12 @@ def held_claim(storage_url: str, study: optuna.Study, what: str) -> Iterator[tup
 
 
 def _claim_key(storage_url: str, study: optuna.Study, what: str) -> str:
-    # The study's id too: a study deleted and made again under the same name starts without the old one's claims.
-    study_id = open_storage(storage_url).get_study_id_from_name(study.study_name)
-    return f"{study.study_name}#{study_id}:{what}"
+    # The study's own uid (`open_study` sets it at creation): a study deleted and made again under the same name
+    # starts without the old one's claims (SQLite even reuses a deleted study's id). Older studies have their id.
+    uid = study.user_attrs.get(STUDY_UID_ATTR)
+    if uid is None:
+        uid = f"id{open_storage(storage_url).get_study_id_from_name(study.study_name)}"
+    return f"{study.study_name}#{uid}:{what}"
 
 
 def _legacy_claim_holder(storage_url: str, study: optuna.Study, what: str, *, take_over_dead_holder: bool) -> str:
@@ -260,7 +266,9 @@ def _legacy_claim_holder(storage_url: str, study: optuna.Study, what: str, *, ta
 
 
 class _ClaimFiles:
-    """Claims beside a journal file: one file each, created exclusively (O_EXCL: atomic on a local disk)."""
+    """Claims beside a journal file (its workers share one machine): one file each, written whole and then linked
+    into place (link() is an exclusive create: of workers claiming at once one wins, and no claim is ever seen
+    half-written); taking over or marking done happens under a lock of the claims directory."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
@@ -270,34 +278,52 @@ class _ClaimFiles:
 
     def create(self, key: str, claim: Claim) -> Claim | None:
         self.directory.mkdir(parents=True, exist_ok=True)
+        temporary = self.directory / f".{uuid.uuid4().hex}.tmp"
+        temporary.write_text(json.dumps({"key": key, **asdict(claim)}))
         try:
-            descriptor = os.open(self._path(key), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            os.link(temporary, self._path(key))
         except FileExistsError:
             return self.read(key) or Claim("a worker that claimed it at the same moment", None, "")
-        with os.fdopen(descriptor, "w") as file:
-            json.dump({"key": key, **asdict(claim)}, file)
+        finally:
+            temporary.unlink()
         return None
 
     def read(self, key: str) -> Claim | None:
         try:
             data = json.loads(self._path(key).read_text())
-        except (FileNotFoundError, json.JSONDecodeError):  # none, or being written this moment
+        except FileNotFoundError:
             return None
         return Claim(data["worker"], data["started"], data["time"], data["done"])
 
     def mark_done(self, key: str) -> None:
-        holder = self.read(key)
-        if holder:
-            temporary = self._path(key).with_suffix(f".{os.getpid()}.tmp")
-            temporary.write_text(json.dumps({"key": key, **asdict(holder), "done": True}))
-            os.replace(temporary, self._path(key))
+        with self._locked():
+            holder = self.read(key)
+            if holder:
+                temporary = self.directory / f".{uuid.uuid4().hex}.tmp"
+                temporary.write_text(json.dumps({"key": key, **asdict(holder), "done": True}))
+                os.replace(temporary, self._path(key))
 
     def delete(self, key: str, holder: Claim) -> None:
-        # Renamed away first: of several takers only one rename succeeds, so one of them deletes this holder.
-        gone = self._path(key).with_suffix(f".{os.getpid()}.gone")
-        with contextlib.suppress(FileNotFoundError):
-            os.rename(self._path(key), gone)
-            gone.unlink()
+        """Delete the claim if `holder` still holds it: of workers taking over one dead holder at once, none
+        deletes the claim another has just made in its place."""
+        with self._locked():
+            current = self.read(key)
+            if current is not None and _same_claimant(current, holder):
+                self._path(key).unlink()
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with (self.directory / ".lock").open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _same_claimant(a: Claim, b: Claim) -> bool:
+    return (a.worker, a.started, a.time) == (b.worker, b.started, b.time)
 
 
 _METADATA = sqlalchemy.MetaData()
@@ -337,7 +363,14 @@ class _ClaimTable:
 
     def delete(self, key: str, holder: Claim) -> None:
         with self.engine.begin() as connection:  # this holder's row only: a newer claim is not someone's to delete
-            connection.execute(_CLAIMS.delete().where(_CLAIMS.c.key == key, _CLAIMS.c.worker == holder.worker))
+            connection.execute(
+                _CLAIMS.delete().where(
+                    _CLAIMS.c.key == key,
+                    _CLAIMS.c.worker == holder.worker,
+                    _CLAIMS.c.started.is_not_distinct_from(holder.started),
+                    _CLAIMS.c.time == holder.time,
+                )
+            )
 
 
 @functools.cache

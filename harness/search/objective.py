@@ -39,7 +39,9 @@ def objective(
         coordination.mark_trial_taken(trial)
         if coordination.is_surplus(trial.study, trial.number, options.trials):
             trial.set_user_attr(SURPLUS_ATTR, "another worker started the study's last missing trial first")
-            raise coordination.SurplusTrial(f"trial {trial.number} is not needed: the study has its {options.trials}")
+            raise coordination.SurplusTrial(
+                f"trial {trial.number} is not needed: the study has its {options.trials} trials"
+            )
         # Each trial draws from a seed of its own: workers sharing a study never repeat each other's random draws
         # (same-seeded samplers would), and a one-worker study stays reproducible.
         trial.study.sampler = space.sampler(options, seed=options.seed + trial.number)

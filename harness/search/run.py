@@ -84,8 +84,8 @@ def run_search(
             on_progress(progress)
 
     def on_step(trial: int, params: dict[str, Any], step: int, total: int) -> None:
-        progress.current_trial, progress.current_params = trial, params
-        progress.current_step, progress.current_total_steps = step, total
+        progress.current_trial, progress.current_params, progress.current_step = trial, params, step
+        progress.current_total_steps = total or total_steps  # 0 until the trainer says: the budget's steps
         notify()
 
     notify()

@@ -7,6 +7,7 @@ import hashlib
 import json
 import socket
 import time
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -89,6 +90,7 @@ def open_study(
             pruner=pruner,
             direction=task.search.objective.direction,
         )
+        study.set_user_attr(coordination.STUDY_UID_ATTR, uuid.uuid4().hex)  # first: claims are keyed on it
         created = True
     except DuplicatedStudyError:
         study = optuna.load_study(study_name=study_name, storage=storage, sampler=sampler, pruner=pruner)

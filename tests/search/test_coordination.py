@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import optuna
@@ -129,13 +130,21 @@ def test_of_workers_claiming_at_once_exactly_one_wins_and_no_study_list_shows_th
 
 
 @pytest.mark.fast
-def test_a_claim_is_per_study_so_a_study_made_again_under_its_name_claims_afresh(mlruns):
-    storage_url = str(journal(mlruns))
-    first = optuna.create_study(study_name="legal-smoke", storage=open_storage(storage_url))
+@pytest.mark.parametrize("kind", ["journal", "sqlite"])
+def test_a_claim_is_per_study_so_a_study_made_again_under_its_name_claims_afresh(mlruns, kind):
+    mlruns.mkdir(parents=True)
+    storage_url = str(journal(mlruns)) if kind == "journal" else f"sqlite:///{mlruns / 'optuna.db'}"
+
+    def create() -> optuna.Study:  # as `open_study` creates a study: with a uid of its own
+        study = optuna.create_study(study_name="legal-smoke", storage=open_storage(storage_url))
+        study.set_user_attr(coordination.STUDY_UID_ATTR, uuid.uuid4().hex)
+        return study
+
+    first = create()
     assert coordination.claim(storage_url, first, "zero-shot") == (True, coordination.worker_id())
     assert coordination.claim(storage_url, first, "zero-shot") == (False, coordination.worker_id())
     optuna.delete_study(study_name="legal-smoke", storage=open_storage(storage_url))
-    again = optuna.create_study(study_name="legal-smoke", storage=open_storage(storage_url))
+    again = create()  # SQLite gives it the deleted study's id again
     assert coordination.claim(storage_url, again, "zero-shot")[0]
 
 
