@@ -4,6 +4,7 @@ runs (PostgreSQL, an MLflow tracking server)."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -102,6 +103,7 @@ class SmokeStudy:
     mlruns: Path
     summary: Any  # harness.search.study.SearchSummary
     registration: Any  # harness.registry.Registration: v1 @challenger
+    constant_answer_run_id: str  # a training run whose adapter scores above zero (`train_to_answer_constantly`)
 
 
 @pytest.fixture(scope="session")
@@ -122,7 +124,54 @@ def smoke_study(legal_test_head, tmp_path_factory) -> SmokeStudy:
         task = load_task(str(task_path))
         summary = run_search(task, SearchOptions(trials=2, profile="smoke", pruner="none", register=False))
         registration = registry.register_trial(task, study_name=summary.study_name)
-    return SmokeStudy(task, task_path, mlruns, summary, registration)
+        constant_answer_run_id = train_to_answer_constantly(task, mlruns.parent / "constant-answer")
+    return SmokeStudy(task, task_path, mlruns, summary, registration, constant_answer_run_id)
+
+
+# The answer `train_to_answer_constantly` teaches: right wherever a decision was a satisfied supply claim of the
+# plaintiff, so it scores above zero on any stored set (f1_micro 0.163 on test-v1's first 32 decisions, json_valid
+# 1.0): tests of the gate and of serving parity need figures a broken implementation could not also produce.
+CONSTANT_ANSWER = {
+    "plaintiff": None,
+    "defendant": None,
+    "dispute_subject": "supply",
+    "decision": "satisfied",
+    "claim_amount": None,
+    "awarded_amount": None,
+    "initiator": "plaintiff",
+}
+
+
+def train_to_answer_constantly(task: TaskConfig, directory: Path) -> str:
+    """A real LoRA training run of the tiny model on 16 decisions that all carry `CONSTANT_ANSWER` (200 steps,
+    about 20 s): it learns to give that answer, valid JSON, to any decision. Returns its MLflow run id, in the
+    task's experiment of the store in use."""
+    from harness.config import resolve_trial_config
+    from harness.task_data import load_split
+    from harness.trial import run_trial
+
+    directory.mkdir(parents=True, exist_ok=True)
+    with (directory / "train.jsonl").open("w", encoding="utf-8") as file:
+        for example in load_split(task, "train")[:16]:
+            file.write(json.dumps({"id": example.id, "text": example.text, "fields": CONSTANT_ANSWER}) + "\n")
+    data = yaml.safe_load(task.file.read_text())
+    data["data"] = {
+        "source": "jsonl",
+        "train": "../train.jsonl",
+        "validation": "../train.jsonl",
+        "eval_sets": [{**s, "path": str(task.data_path(s["path"]))} for s in data["data"]["eval_sets"]],
+    }
+    path = directory / "search_spaces" / task.file.name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    constant_task = load_task(str(path))
+    # lr 1e-2 for 200 steps learns it (3e-2 diverges, 30 steps are too few: measured on the tiny model).
+    overrides = {"quantization": "none", "train.learning_rate": 1e-2, "lora.r": 16, "lora.target_modules": "all"}
+    overrides |= {"budget.max_steps": 200, "budget.train_examples": 16}
+    config = resolve_trial_config(constant_task, profile="smoke", overrides=overrides)
+    result = run_trial(constant_task, config, output_dir=directory / "trial", run_name="constant-answer")
+    assert result.metrics["json_valid_rate"] == 1.0, result.metrics  # it learned the answer
+    return str(result.run_id)
 
 
 @pytest.fixture

@@ -132,6 +132,28 @@ def test_a_second_version_promoted_keeps_the_old_champion_as_previous_champion(t
     assert tracking.model_aliases("legal-extractor") == {"challenger": 2, "champion": 2, "previous-champion": 1}
 
 
+def test_the_gate_refuses_a_candidate_that_scores_below_the_champion_it_would_replace(task, smoke_study, smoke_store):
+    scoring = registry.register_run(task, smoke_study.constant_answer_run_id)  # v2: f1_micro 0.163 on the set
+    assert scoring.version == 2 and scoring.test["f1_micro"] > 0.1
+    assert registry.promote(task).verdict == "promoted"
+    zero = registry.register_model(task, "tiny:llama", profile="smoke")  # v3: the untrained model, 0 on every field
+    promotion = registry.promote(task)
+    assert (promotion.candidate, promotion.champion, promotion.verdict) == (3, 2, "refused")
+    drop = scoring.test["f1_micro"] - zero.test["f1_micro"]
+    assert promotion.result.reasons[0] == f"f1_micro drops by {drop:.4f} (> tolerance 0.01)"
+    assert tracking.model_aliases("legal-extractor")["champion"] == 2
+
+
+def test_the_gate_promotes_a_candidate_that_scores_above_the_champion(task, smoke_study, smoke_store):
+    assert registry.promote(task).verdict == "promoted"  # v1: the smoke search's, 0 on the set
+    better = registry.register_run(task, smoke_study.constant_answer_run_id)
+    promotion = registry.promote(task, tolerance=0.0)
+    assert (promotion.candidate, promotion.champion, promotion.verdict) == (better.version, 1, "promoted")
+    metric, candidate, champion = promotion.result.rows[0]
+    assert metric == "f1_micro" and candidate == pytest.approx(better.test["f1_micro"]) and candidate > champion
+    assert tracking.model_aliases("legal-extractor") == {"challenger": 2, "champion": 2, "previous-champion": 1}
+
+
 def test_promoting_the_champion_again_is_an_error(task, smoke_store):
     registry.promote(task)
     with pytest.raises(HarnessError, match="version 1 is already @champion"):
