@@ -34,6 +34,11 @@ CPU_KV_CACHE_GIB = "2"
 SMALL_CPU_COUNT = 4
 
 
+# A vLLM logits processor of ours (a file vLLM imports, in its own environment): `vllm_plugins/json_answer_stop.py`.
+VLLM_PLUGINS = Path(__file__).parent / "vllm_plugins"
+JSON_ANSWER_STOP = "json_answer_stop:JsonAnswerStop"
+
+
 def vllm_python() -> Path:
     return Path(os.environ.get("HARNESS_VLLM_PYTHON") or Path(".venv-vllm") / "bin" / "python").absolute()
 
@@ -112,6 +117,9 @@ def start_server(
         # Schema-constrained answers as compact as the trained ones: no free whitespace to ramble in.
         "--structured-outputs-config",
         '{"backend": "xgrammar", "disable_any_whitespace": true}',
+        # Each answer ends where the offline evaluation ends it: at the close of its JSON object.
+        "--logits-processors",
+        JSON_ANSWER_STOP,
     ]
     if adapter_dir:
         rank = json.loads((adapter_dir / "adapter_config.json").read_text())["r"]
@@ -124,7 +132,8 @@ def start_server(
         # vLLM's CPU backend keeps one core away from its compute threads for the API process: on a 2-core
         # machine that halves throughput (measured 23 vs 43 tokens/s, SmolLM2, concurrency 16).
         environment.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
-    environment.pop("PYTHONPATH", None)  # the harness environment's packages must not leak into vLLM's
+    # The harness environment's packages must not leak into vLLM's: its PYTHONPATH is the plugin directory only.
+    environment["PYTHONPATH"] = str(VLLM_PLUGINS)
     # The key reaches vLLM through its environment, not its command line: `ps` shows command lines to every user.
     environment.pop("VLLM_API_KEY", None)
     if options.api_key:

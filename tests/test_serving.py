@@ -52,15 +52,26 @@ def stop(pid: int) -> None:
 
 @pytest.fixture(scope="module")
 def champion(smoke_study, tmp_path_factory):
-    """The shared smoke study's v1 promoted to @champion, in a copy of its stores (its stored test set is 32
-    decisions, enough for concurrency 16 twice over)."""
+    """A champion whose answers are known: the tiny model trained to give one fixed answer (f1_micro 0.163 on the
+    shared study's stored set of 32 decisions, enough for concurrency 16 twice over), registered as v2 and promoted
+    in a copy of the shared stores. A served answer that differs from the offline one, or a server that scores it
+    otherwise, shows in every figure (the untrained v1 scores 0 both ways)."""
     mlruns = tmp_path_factory.mktemp("serving") / "mlruns"
     shutil.copytree(smoke_study.mlruns, mlruns)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("HARNESS_MLRUNS", str(mlruns))
         tracking.configure()
+        registration = registry.register_run(smoke_study.task, smoke_study.constant_answer_run_id)
+        assert registration.test["f1_micro"] > 0.1, registration.test
         assert registry.promote(smoke_study.task).promoted
     return smoke_study.task, smoke_study.task_path, mlruns
+
+
+def f1_micro_served_and_offline(stdout: str) -> tuple[float, float]:
+    """The check table's f1_micro row: served (vLLM), then offline (transformers)."""
+    row = re.search(r"f1_micro\W+(\d\.\d{4})\W+(?:\d\.\d{4}\W+)?(\d\.\d{4})", stdout)
+    assert row, stdout
+    return float(row.group(1)), float(row.group(2))
 
 
 def serve(
@@ -92,9 +103,12 @@ def test_serve_check_matches_offline_and_the_server_requires_its_key(champion):
     try:
         assert result.returncode == 0, result.stdout + result.stderr
         assert "parity passes" in result.stdout
-        # Same merged weights, greedy both sides: the answers themselves match, not only the scores.
+        served, offline = f1_micro_served_and_offline(result.stdout)
+        assert served == pytest.approx(offline, abs=0.02) and served > 0.1
+        # Same merged weights, greedy both sides, each answer ended where its JSON closes (the model never learned
+        # to end its turn: without the server's stop rule every served answer runs on to max_tokens).
         identical = float(re.search(r"answers identical to the offline ones: ([\d.]+)%", result.stdout).group(1))
-        assert identical >= 90.0, result.stdout
+        assert identical == 100.0, result.stdout
         assert re.search(r"concurrency 16: \d+ tokens/s, latency p50", result.stdout)
         assert f"http://127.0.0.1:{port}/v1" in result.stdout  # bound to the loopback interface by default
         status, models = get(f"http://127.0.0.1:{port}/v1/models", "sesame")
@@ -114,7 +128,9 @@ def test_serve_lora_serves_the_adapter_unmerged_and_json_schema_constrains_the_a
     try:
         assert result.returncode == 0, result.stdout + result.stderr
         assert "LoRA, unmerged" in result.stdout and "parity passes" in result.stdout
-        # Base + unmerged adapter answer as the merged bf16 weights did offline (measured: all 32 identical).
+        served, offline = f1_micro_served_and_offline(result.stdout)
+        assert served == pytest.approx(offline, abs=0.02) and served > 0.1
+        # Base + unmerged adapter answer as the merged bf16 weights did offline.
         identical = float(re.search(r"answers identical to the offline ones: ([\d.]+)%", result.stdout).group(1))
         assert identical >= 90.0, result.stdout
         assert re.search(r"json_valid_rate without the schema [\d.]+, with it [\d.]+", result.stdout)

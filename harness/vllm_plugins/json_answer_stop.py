@@ -1,0 +1,75 @@
+"""A vLLM logits processor that ends an answer where the offline evaluation ends it: once the braces it generated
+balance, the next token is the end of the turn.
+
+Offline generation stops each sequence at that point (`harness.generation.JsonObjectClosed`, the same per-token
+brace count). Without this, a model that did not learn to end its turn goes on after its JSON until `max_tokens`:
+the evaluated answer and the served one would differ, and every client would pay for (and have to cut) the rest.
+An answer that never opens a brace is left alone, as offline.
+
+This file runs inside vLLM's server process (its own virtual environment), loaded by `--logits-processors
+json_answer_stop:JsonAnswerStop` with this directory on PYTHONPATH; it imports vLLM and nothing of the harness.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vllm.tokenizers import cached_tokenizer_from_config
+from vllm.v1.sample.logits_processor import BatchUpdate, LogitsProcessor, MoveDirectionality
+
+
+class _Answer:
+    """One request's running brace count over the tokens it generated so far."""
+
+    def __init__(self, output_token_ids: list[int]) -> None:
+        self.output_token_ids = output_token_ids  # vLLM's live list: it grows as the request generates
+        self.counted = 0
+        self.opened = 0
+        self.closed = 0
+
+    def is_closed(self, opens: list[int], closes: list[int]) -> bool:
+        for token in self.output_token_ids[self.counted :]:
+            self.opened += opens[token] if token < len(opens) else 0
+            self.closed += closes[token] if token < len(closes) else 0
+        self.counted = len(self.output_token_ids)
+        return self.opened > 0 and self.closed >= self.opened
+
+
+class JsonAnswerStop(LogitsProcessor):
+    def __init__(self, vllm_config: Any, device: Any, is_pin_memory: bool) -> None:
+        tokenizer = cached_tokenizer_from_config(vllm_config.model_config)
+        vocabulary = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+        self.opens = [token.count("{") if token else 0 for token in vocabulary]
+        self.closes = [token.count("}") if token else 0 for token in vocabulary]
+        self.end_of_turn = tokenizer.eos_token_id
+        self.answers: dict[int, _Answer] = {}  # batch index -> its request's answer
+
+    @classmethod
+    def validate_params(cls, sampling_params: Any) -> None:
+        return None
+
+    def is_argmax_invariant(self) -> bool:
+        return False  # it changes what greedy decoding picks: the end of the turn
+
+    def update_state(self, batch_update: BatchUpdate | None) -> None:
+        if batch_update is None:
+            return
+        for index in batch_update.removed:
+            self.answers.pop(index, None)
+        for index, _, _, output_token_ids in batch_update.added:
+            self.answers[index] = _Answer(output_token_ids)
+        for a, b, direction in batch_update.moved:
+            first, second = self.answers.pop(a, None), self.answers.pop(b, None)
+            if first is not None:
+                self.answers[b] = first
+            if second is not None and direction == MoveDirectionality.SWAP:
+                self.answers[a] = second
+
+    def apply(self, logits: Any) -> Any:
+        if self.end_of_turn is None:
+            return logits
+        for index, answer in self.answers.items():
+            if index < logits.shape[0] and answer.is_closed(self.opens, self.closes):
+                logits[index] = float("-inf")
+                logits[index, self.end_of_turn] = 0.0
+        return logits
