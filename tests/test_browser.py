@@ -89,18 +89,22 @@ def grid(driver) -> dict[str, dict[str, str]]:
 
 
 @pytest.mark.slow
-def test_the_ui_ranks_the_trials_with_their_f1_micro_and_compares_two(browser, smoke_study, monkeypatch):
+def test_the_ui_ranks_the_runs_by_f1_micro_best_first_and_compares_two(browser, smoke_study, monkeypatch):
     mlruns = smoke_study.mlruns
     monkeypatch.setenv("HARNESS_MLRUNS", str(mlruns))
     tracking.configure()
     client = MlflowClient()
     experiment = client.get_experiment_by_name("legal")
-    trials = {
+    scored = {  # the smoke trials and the refit (the tiny model: 0), the run trained to one answer (1.0 on its own set)
         run.info.run_name: run
-        for run in client.search_runs([experiment.experiment_id], filter_string="tags.`harness.kind` = 'trial'")
-        if run.info.run_name.startswith("trial-")  # not the registration's refit
+        for run in client.search_runs([experiment.experiment_id])
+        if "f1_micro" in run.data.metrics
     }
-    assert sorted(trials) == ["trial-0", "trial-1"]
+    assert {"trial-0", "trial-1", "constant-answer"} <= set(scored)
+    best = smoke_study.constant_answer_run_id
+    assert scored["constant-answer"].data.metrics["f1_micro"] > max(
+        r.data.metrics["f1_micro"] for r in scored.values() if r.info.run_id != best
+    )
 
     started = subprocess.run(
         [HARNESS, "ui", "legal", "--port", str(free_port()), "--detach"],
@@ -115,24 +119,31 @@ def test_the_ui_ranks_the_trials_with_their_f1_micro_and_compares_two(browser, s
     try:
         page = re.search(r"http://127\.0\.0\.1:\d+/#/experiments/\S+", started.stdout).group(0)
         browser.get(page)
-        text = wait_for(browser, "trial-0", "trial-1", "f1_micro", "lora.r")
+        wait_for(browser, "constant-answer", "trial-0", "trial-1", "f1_micro", "lora.r")
         browser.save_screenshot(str(ARTIFACTS / "trials-ranked.png"))
-        # Each trial is a row of the runs grid, best first, its f1_micro in the f1_micro column (the tiny model
-        # scores 0.0 on both; the UI prints 0).
-        rows = grid(browser)
-        ranked = sorted(trials.values(), key=lambda r: -r.data.metrics["f1_micro"])
-        assert [name for name in rows if name.startswith("trial-")] == [r.info.run_name for r in ranked]
-        for run in ranked:
-            assert rows[run.info.run_name]["metrics.`f1_micro`"] == f"{run.data.metrics['f1_micro']:g}"
-            assert rows[run.info.run_name]["params.`lora.r`"] == run.data.params["lora.r"]
+        # Every scored run is a row of the runs grid, best first, with its own f1_micro and lora.r: the one run
+        # that scores above zero heads the list (a grid in another order, or a view ranked by another column,
+        # puts it elsewhere).
+        rows = {name: cells for name, cells in grid(browser).items() if name in scored}
+        assert set(rows) == set(scored)
+        assert next(iter(rows)) == "constant-answer"
+        shown = [float(cells["metrics.`f1_micro`"]) for cells in rows.values()]
+        assert shown == sorted(shown, reverse=True)
+        for name, cells in rows.items():
+            assert cells["metrics.`f1_micro`"] == f"{scored[name].data.metrics['f1_micro']:g}"
+            assert cells["params.`lora.r`"] == scored[name].data.params["lora.r"]
 
-        runs = json.dumps([r.info.run_id for r in ranked])
+        # ... and beside it a trial of another rank, so the comparison shows two different values.
+        rank = scored["constant-answer"].data.params["lora.r"]
+        other = next(r for n, r in scored.items() if n.startswith("trial-") and r.data.params["lora.r"] != rank)
+        compared = [scored["constant-answer"], other]
+        runs = json.dumps([r.info.run_id for r in compared])
         browser.get(page.split("#")[0] + f'#/compare-runs?runs={runs}&experiments=["{experiment.experiment_id}"]')
         # The comparison lists the two runs side by side: parameters, then metrics (a scrolled, virtual list that
         # starts at acc_* / exact_match), then tags.
-        text = wait_for(browser, "Comparing 2 Runs", "trial-0", "trial-1", "Metrics", "exact_match")
+        text = wait_for(browser, "Comparing 2 Runs", "constant-answer", other.info.run_name, "Metrics", "exact_match")
         browser.save_screenshot(str(ARTIFACTS / "two-trials-compared.png"))
-        assert f"lora.r {ranked[0].data.params['lora.r']} {ranked[1].data.params['lora.r']}" in text
+        assert f"lora.r {compared[0].data.params['lora.r']} {compared[1].data.params['lora.r']}" in text
     finally:
         os.killpg(pid, signal.SIGTERM)
     assert (ARTIFACTS / "trials-ranked.png").stat().st_size > 10_000
