@@ -182,3 +182,49 @@ def test_a_server_other_machines_reach_without_a_key_is_warned_about(host, api_k
     assert (warning is not None) == warned
     if warned:
         assert host in warning and "--api-key" in warning and "HARNESS_API_KEY" in warning
+
+
+# Run by vLLM's interpreter: the processor's bookkeeping over a changing batch, on a five-token vocabulary.
+ANSWER_STOP_SCRIPT = """
+import torch
+from json_answer_stop import JsonAnswerStop
+from vllm.v1.sample.logits_processor import BatchUpdate, MoveDirectionality
+
+stop = JsonAnswerStop.__new__(JsonAnswerStop)
+stop.start(["{", "}", "<end>", "a", "{}"], 2)
+def ended():  # the rows whose next token is forced to be the end of the turn
+    logits = stop.apply(torch.zeros(3, 5))
+    return [row for row in range(3) if logits[row].argmax() == 2 and logits[row, 0] == float("-inf")]
+a, b, c = [], [], []  # vLLM's live output-token lists
+stop.update_state(BatchUpdate(3, [], [(0, None, None, a), (1, None, None, b), (2, None, None, c)], []))
+a += [0, 3]; b += [0, 3, 1]; c += [3, 1]  # a open, b closed, c never opened (a stray brace closes nothing)
+print("step 1", ended())
+stop.update_state(BatchUpdate(3, [], [], [(0, 1, MoveDirectionality.SWAP)]))
+print("swapped", ended())
+d = [4]  # "{}" opens and closes in one token
+stop.update_state(BatchUpdate(3, [0], [(0, None, None, d)], []))
+a += [1]
+print("replaced", ended())
+stop.update_state(BatchUpdate(2, [], [], [(1, 2, MoveDirectionality.UNIDIRECTIONAL)]))
+print("moved", ended())
+"""
+
+
+def test_the_answer_stop_ends_each_answer_once_its_braces_balance_as_the_batch_changes():
+    python = serving.vllm_python()
+    if not python.exists():
+        pytest.fail(f"no vLLM environment at {python}: `make setup` makes it")
+    result = subprocess.run(
+        [str(python), "-c", ANSWER_STOP_SCRIPT],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(serving.VLLM_PLUGINS)},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "step 1 [1]",  # only the answer whose braces balance; an answer without "{" runs on, as offline
+        "swapped [0]",  # the closed answer moved to row 0 with its count
+        "replaced [0, 1]",  # a new request in row 0, closed by one token; the open answer (now row 1) closed
+        "moved [0, 2]",  # row 1 moved to row 2: its count went with it, and row 1 is no one's
+    ]

@@ -38,10 +38,13 @@ class _Answer:
 class JsonAnswerStop(LogitsProcessor):
     def __init__(self, vllm_config: Any, device: Any, is_pin_memory: bool) -> None:
         tokenizer = cached_tokenizer_from_config(vllm_config.model_config)
-        vocabulary = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+        self.start(tokenizer.convert_ids_to_tokens(list(range(len(tokenizer)))), tokenizer.eos_token_id)
+
+    def start(self, vocabulary: list[str | None], end_of_turn: int | None) -> None:
+        """Count each token's braces once; `end_of_turn` is the token an answer ends with (None: never end one)."""
         self.opens = [token.count("{") if token else 0 for token in vocabulary]
         self.closes = [token.count("}") if token else 0 for token in vocabulary]
-        self.end_of_turn = tokenizer.eos_token_id
+        self.end_of_turn = end_of_turn
         self.answers: dict[int, _Answer] = {}  # batch index -> its request's answer
 
     @classmethod
