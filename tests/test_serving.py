@@ -199,6 +199,9 @@ a, b, c = [], [], []  # vLLM's live output-token lists
 stop.update_state(BatchUpdate(3, [], [(0, None, None, a), (1, None, None, b), (2, None, None, c)], []))
 a += [0, 3]; b += [0, 3, 1]; c += [3, 1]  # a open, b closed, c never opened (a stray brace closes nothing)
 print("step 1", ended())
+a += [-1]  # a placeholder, as under asynchronous scheduling ...
+print("placeholder", ended())
+a[-1] = 3  # ... which vLLM fills in before the next step
 stop.update_state(BatchUpdate(3, [], [], [(0, 1, MoveDirectionality.SWAP)]))
 print("swapped", ended())
 d = [4]  # "{}" opens and closes in one token
@@ -224,6 +227,7 @@ def test_the_answer_stop_ends_each_answer_once_its_braces_balance_as_the_batch_c
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
         "step 1 [1]",  # only the answer whose braces balance; an answer without "{" runs on, as offline
+        "placeholder [1]",
         "swapped [0]",  # the closed answer moved to row 0 with its count
         "replaced [0, 1]",  # a new request in row 0, closed by one token; the open answer (now row 1) closed
         "moved [0, 2]",  # row 1 moved to row 2: its count went with it, and row 1 is no one's

@@ -28,10 +28,15 @@ class _Answer:
         self.closed = 0
 
     def is_closed(self, opens: list[int], closes: list[int]) -> bool:
-        for token in self.output_token_ids[self.counted :]:
-            self.opened += opens[token] if token < len(opens) else 0
-            self.closed += closes[token] if token < len(closes) else 0
-        self.counted = len(self.output_token_ids)
+        tokens = self.output_token_ids
+        # Under asynchronous scheduling the newest tokens are placeholders (-1) until vLLM writes them in: count
+        # up to the first one and come back for the rest.
+        while self.counted < len(tokens) and tokens[self.counted] >= 0:
+            token = tokens[self.counted]
+            if token < len(opens):  # the model's vocabulary may be padded past the tokenizer's
+                self.opened += opens[token]
+                self.closed += closes[token]
+            self.counted += 1
         return self.opened > 0 and self.closed >= self.opened
 
 
