@@ -133,18 +133,24 @@ def test_the_ui_ranks_the_runs_by_f1_micro_best_first_and_compares_two(browser, 
             assert cells["metrics.`f1_micro`"] == f"{scored[name].data.metrics['f1_micro']:g}"
             assert cells["params.`lora.r`"] == scored[name].data.params["lora.r"]
 
-        # ... and beside it a trial of another rank, so the comparison shows two different values.
-        rank = scored["constant-answer"].data.params["lora.r"]
-        other = next((r for n, r in scored.items() if n.startswith("trial-") and r.data.params["lora.r"] != rank), None)
-        assert other is not None, f"every smoke trial has lora.r {rank}: nothing to compare side by side"
-        compared = [scored["constant-answer"], other]
+        # ... and beside it a trial with another value of a recipe parameter, so the comparison shows two values.
+        constant = scored["constant-answer"]
+        differing = [
+            (key, run)
+            for key in ("lora.r", "lora.target_modules", "quantization")
+            for name, run in scored.items()
+            if name.startswith("trial-") and run.data.params[key] != constant.data.params[key]
+        ]
+        assert differing, "every smoke trial has the constant-answer run's rank, modules and quantization"
+        key, other = differing[0]
+        compared = [constant, other]
         runs = json.dumps([r.info.run_id for r in compared])
         browser.get(page.split("#")[0] + f'#/compare-runs?runs={runs}&experiments=["{experiment.experiment_id}"]')
         # The comparison lists the two runs side by side: parameters, then metrics (a scrolled, virtual list that
         # starts at acc_* / exact_match), then tags.
         text = wait_for(browser, "Comparing 2 Runs", "constant-answer", other.info.run_name, "Metrics", "exact_match")
         browser.save_screenshot(str(ARTIFACTS / "two-trials-compared.png"))
-        assert f"lora.r {compared[0].data.params['lora.r']} {compared[1].data.params['lora.r']}" in text
+        assert f"{key} {constant.data.params[key]} {other.data.params[key]}" in text
     finally:
         os.killpg(pid, signal.SIGTERM)
     assert (ARTIFACTS / "trials-ranked.png").stat().st_size > 10_000

@@ -42,9 +42,7 @@ def objective(
             raise coordination.SurplusTrial(
                 f"trial {trial.number} is not needed: the study has its {options.trials} trials"
             )
-        # Each trial draws from a seed of its own: workers sharing a study never repeat each other's random draws
-        # (same-seeded samplers would), and a one-worker study stays reproducible.
-        trial.study.sampler = space.sampler(options, seed=options.seed + trial.number)
+        trial.study.sampler = space.sampler(options, seed=space.trial_seed(options.seed, trial.number))
         params = space.suggest(trial, task)
         on_step(trial.number, params, 0, 0)
         config = resolve_trial_config(task, profile=base.profile, model=base.model, overrides=params)

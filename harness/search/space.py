@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy
 import optuna
 
 from harness.config import CategoricalParam, FloatParam, TaskConfig, recipe_values
@@ -19,6 +20,14 @@ def sampler(options: SearchOptions, *, seed: int) -> optuna.samplers.BaseSampler
     if options.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     return optuna.samplers.GPSampler(seed=seed)  # `SearchOptions` admits no other
+
+
+def trial_seed(study_seed: int, trial_number: int) -> int:
+    """The seed trial `trial_number` of a study seeded `study_seed` samples with: a seed of its own per trial (workers
+    sharing a study never repeat each other's random draws, as same-seeded samplers would), reproducible, and mixed
+    so that another study seed draws other points. (`study_seed + trial_number` made study 1's trial n study 0's
+    trial n + 1: "three seeds" were one sequence shifted.)"""
+    return int(numpy.random.SeedSequence([study_seed, trial_number]).generate_state(1)[0])
 
 
 def pruner(options: SearchOptions, task: TaskConfig, total_steps: int) -> optuna.pruners.BasePruner:
