@@ -59,7 +59,8 @@ def bare_loop(model, batches, *, learning_rate: float, accumulation: int, bf16: 
 def fresh_model(model_ref, config):
     base = model_loading.load_for_training(model_ref, quantization=config.recipe.quantization)
     return training.attach_lora(base, config.recipe.lora, quantization=config.recipe.quantization,
-                                gradient_checkpointing=config.budget.gradient_checkpointing)  # fmt: skip
+                                gradient_checkpointing=config.budget.gradient_checkpointing,
+                                seed=config.recipe.seed)  # fmt: skip
 
 
 def main() -> None:

@@ -91,8 +91,10 @@ def linear_layer_names(model: Any) -> list[str]:
     return sorted(names - {"lm_head"})
 
 
-def attach_lora(model: Any, lora: LoraSpec, *, quantization: str, gradient_checkpointing: bool) -> PeftModel:
-    """Wrap the base model with fresh LoRA adapters on the named target-module set."""
+def attach_lora(
+    model: Any, lora: LoraSpec, *, quantization: str, gradient_checkpointing: bool, seed: int
+) -> PeftModel:
+    """Wrap the base model with fresh LoRA adapters on the named target-module set, drawn from `seed`."""
     targets = TARGET_MODULE_SETS[lora.target_modules]
     available = linear_layer_names(model)
     missing = [t for t in targets if t not in available]
@@ -116,7 +118,12 @@ def attach_lora(model: Any, lora: LoraSpec, *, quantization: str, gradient_check
         bias="none",
         task_type="CAUSAL_LM",
     )
-    return get_peft_model(model, config)
+    # The adapters' initial weights come from the recipe's seed, not from whatever the process drew before: a
+    # trial's result must not depend on what ran earlier in the same process (a search's earlier trials, a test
+    # session). The caller's random state is left as it was.
+    with torch.random.fork_rng(devices=list(range(torch.cuda.device_count()))):
+        torch.manual_seed(seed)
+        return get_peft_model(model, config)
 
 
 class _CausalBlockAttention(torch.autograd.Function):

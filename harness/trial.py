@@ -99,6 +99,7 @@ def run_trial(
                 config.recipe.lora,
                 quantization=config.recipe.quantization,
                 gradient_checkpointing=config.budget.gradient_checkpointing,
+                seed=config.recipe.seed,
             )
             trainable_params = training.trainable_parameters(model)
             # train

@@ -30,10 +30,32 @@ def conversations(task, count):
             for e in load_split(task, "train")[:count]]  # fmt: skip
 
 
-def adapted(reference, quantization="none", targets="attn"):
+def adapted(reference, quantization="none", targets="attn", seed=0):
     base = model_loading.load_for_training(reference, quantization=quantization)
     lora = LoraSpec(r=8, alpha=16, target_modules=targets)
-    return training.attach_lora(base, lora, quantization=quantization, gradient_checkpointing=False)
+    return training.attach_lora(base, lora, quantization=quantization, gradient_checkpointing=False, seed=seed)
+
+
+def adapter_weights(model) -> dict[str, torch.Tensor]:
+    return {name: p.detach().clone() for name, p in model.named_parameters() if "lora_" in name}
+
+
+def test_fresh_adapters_come_from_the_recipe_seed_whatever_the_process_drew_before(tiny):
+    """A trial must not depend on what ran before it in the process (the test session's shared study once failed
+    to learn after other tests had drawn random numbers); and attaching adapters leaves the caller's draws alone."""
+    reference, _ = tiny
+    torch.manual_seed(1)
+    first = adapter_weights(adapted(reference))
+    after_first = torch.rand(3)
+    torch.manual_seed(2)
+    torch.rand(777)
+    second = adapter_weights(adapted(reference))
+    torch.manual_seed(1)
+    assert torch.equal(torch.rand(3), after_first)  # the caller's random state as if no adapter had been drawn
+    assert first.keys() == second.keys() and len(first) > 0
+    assert all(torch.equal(first[name], second[name]) for name in first)
+    other_seed = adapter_weights(adapted(reference, seed=1))
+    assert not all(torch.equal(first[name], other_seed[name]) for name in first)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])

@@ -194,7 +194,7 @@ def test_a_target_set_the_model_lacks_names_the_real_linear_layers(legal):
             self.value = torch.nn.Linear(4, 4)
 
     with pytest.raises(HarnessError, match=r"'attn' names q_proj, k_proj, v_proj, o_proj.*layers are: query, value"):
-        attach_lora(TwoLinears(), LoraSpec(r=4, alpha=8), quantization="none", gradient_checkpointing=False)
+        attach_lora(TwoLinears(), LoraSpec(r=4, alpha=8), quantization="none", gradient_checkpointing=False, seed=0)
 
 
 def with_small_disk(size: str, mount_at: Path, command: list[str]) -> list[str]:
