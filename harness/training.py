@@ -91,9 +91,7 @@ def linear_layer_names(model: Any) -> list[str]:
     return sorted(names - {"lm_head"})
 
 
-def attach_lora(
-    model: Any, lora: LoraSpec, *, quantization: str, gradient_checkpointing: bool, seed: int
-) -> PeftModel:
+def attach_lora(model: Any, lora: LoraSpec, *, quantization: str, gradient_checkpointing: bool, seed: int) -> PeftModel:
     """Wrap the base model with fresh LoRA adapters on the named target-module set, drawn from `seed`."""
     targets = TARGET_MODULE_SETS[lora.target_modules]
     available = linear_layer_names(model)
