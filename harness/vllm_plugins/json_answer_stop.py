@@ -68,10 +68,6 @@ class JsonAnswerStop(LogitsProcessor):
         self.closes = [token.count("}") if token else 0 for token in vocabulary]
         self.answers: dict[int, _Answer] = {}  # batch index -> its request's answer
 
-    @classmethod
-    def validate_params(cls, sampling_params: Any) -> None:
-        return None
-
     def is_argmax_invariant(self) -> bool:
         return False  # it changes what greedy decoding picks: the end of the turn
 
