@@ -74,6 +74,13 @@ def f1_micro_served_and_offline(stdout: str) -> tuple[float, float]:
     return float(row.group(1)), float(row.group(2))
 
 
+def identical_share(stdout: str) -> float:
+    """The check's share of served answers identical to the offline ones, in percent."""
+    share = re.search(r"answers identical to the offline ones: ([\d.]+)%", stdout)
+    assert share, stdout
+    return float(share.group(1))
+
+
 def serve(
     task_path: Path, mlruns: Path, port: int, *options: str, key_in_environment: bool = False
 ) -> tuple[subprocess.CompletedProcess[str], int]:
@@ -107,7 +114,7 @@ def test_serve_check_matches_offline_and_the_server_requires_its_key(champion):
         assert served == pytest.approx(offline, abs=0.02) and served > 0.1
         # Same merged weights, greedy both sides, each answer ended where its JSON closes (the model never learned
         # to end its turn: without the server's stop rule every served answer runs on to max_tokens).
-        identical = float(re.search(r"answers identical to the offline ones: ([\d.]+)%", result.stdout).group(1))
+        identical = identical_share(result.stdout)
         assert identical >= 90.0, result.stdout  # measured 100%; bf16 kernels may differ on another CPU
         assert re.search(r"concurrency 16: \d+ tokens/s, latency p50", result.stdout)
         assert f"http://127.0.0.1:{port}/v1" in result.stdout  # bound to the loopback interface by default
@@ -131,7 +138,7 @@ def test_serve_lora_serves_the_adapter_unmerged_and_json_schema_constrains_the_a
         served, offline = f1_micro_served_and_offline(result.stdout)
         assert served == pytest.approx(offline, abs=0.02) and served > 0.1
         # Base + unmerged adapter answer as the merged bf16 weights did offline.
-        identical = float(re.search(r"answers identical to the offline ones: ([\d.]+)%", result.stdout).group(1))
+        identical = identical_share(result.stdout)
         assert identical >= 90.0, result.stdout
         assert re.search(r"json_valid_rate without the schema [\d.]+, with it [\d.]+", result.stdout)
         assert re.search(r"concurrency 16, JSON Schema: \d+ tokens/s", result.stdout)
