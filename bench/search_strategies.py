@@ -61,7 +61,10 @@ def run_study(task, *, profile: str, trials: int, seed: int, sampler: str, prune
         if row["state"] == "COMPLETE":
             best = row[objective] if best is None else max(best, row[objective])
         curve.append({"trial": row["trial"], "state": row["state"], "value": row[objective],
-                      "compute_seconds": round(compute, 1), "best_so_far": best})  # fmt: skip
+                      "compute_seconds": round(compute, 1), "best_so_far": best, "steps": row["steps"],
+                      "seconds": row["seconds"],
+                      # the recipe and what the pruner saw: to replay other rungs offline on random search's trials
+                      **{k: v for k, v in row.items() if k.startswith(("param.", "rung_loss."))}})  # fmt: skip
     return {
         "best": best,
         "compute_seconds": round(compute, 1),

@@ -240,6 +240,7 @@ def summarise(
     """Every finished trial, complete ones best first, with the seed recipe and zero-shot figures; logged on the
     study's run as `leaderboard.json` unless `log` is false."""
     metric, direction = task.search.objective.metric, task.search.objective.direction
+    maximize = direction == "maximize"
     rows = []
     for trial in study.get_trials(deepcopy=False, states=FINISHED_STATES):
         rows.append(
@@ -256,11 +257,17 @@ def summarise(
                 else None,
                 "mlflow_run_id": trial.user_attrs.get(MLFLOW_RUN_ATTR),
                 **{f"param.{k}": v for k, v in trial.params.items()},
+                # What the pruner compared: the validation loss at each rung the trial reached (reported negated
+                # to a maximising study).
+                **{
+                    f"rung_loss.{step}": -value if maximize else value
+                    for step, value in sorted(trial.intermediate_values.items())
+                },
                 **{k: v for k, v in (trial.user_attrs.get("metrics") or {}).items() if k != metric},
             }
         )
     complete = [r for r in rows if r["state"] == "COMPLETE"]
-    complete.sort(key=lambda r: r[metric], reverse=direction == "maximize")
+    complete.sort(key=lambda r: r[metric], reverse=maximize)
     ranked = complete + [r for r in rows if r["state"] != "COMPLETE"]
     if ranked and log:
         tracking.log_table_to_run(parent_run_id, ranked, "leaderboard.json")

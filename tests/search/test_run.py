@@ -115,11 +115,15 @@ def test_a_failing_trial_is_failed_in_both_and_the_study_goes_on(legal, mlruns, 
 def test_a_pruned_trial_is_pruned_in_optuna_and_killed_in_mlflow(legal, mlruns, monkeypatch):
     # A pruner that prunes everything: the reported value is a negated loss, always below zero.
     monkeypatch.setattr(space, "pruner", lambda options, task, steps: optuna.pruners.ThresholdPruner(lower=0.0))
-    run_search(legal, SearchOptions(trials=1, profile="smoke"))
+    summary = run_search(legal, SearchOptions(trials=1, profile="smoke"))
     (trial,) = study_of(mlruns).trials
     assert trial.state == optuna.trial.TrialState.PRUNED and trial.intermediate_values
     run = MlflowClient().get_run(trial.user_attrs["mlflow_run_id"])
     assert (run.info.status, run.data.tags["harness.state"]) == ("KILLED", "pruned")
+    # The leaderboard says what the pruner saw: the validation loss itself (positive), at the rung it stopped at.
+    ((step, reported),) = trial.intermediate_values.items()
+    (row,) = summary.rows
+    assert row["steps"] == step and row[f"rung_loss.{step}"] == -reported > 0
 
 
 def test_a_changed_search_space_on_an_existing_study_is_a_clear_error(legal, mlruns, task_copy):
