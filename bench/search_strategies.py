@@ -63,7 +63,7 @@ def run_study(task, *, profile: str, trials: int, seed: int, sampler: str, prune
         curve.append({"trial": row["trial"], "state": row["state"], "value": row[objective],
                       "compute_seconds": round(compute, 1), "best_so_far": best, "steps": row["steps"],
                       "seconds": row["seconds"],
-                      # the recipe and what the pruner saw: to replay other rungs offline on random search's trials
+                      # the recipe, and what the pruner saw (random search without pruning computes no rung losses)
                       **{k: v for k, v in row.items() if k.startswith(("param.", "rung_loss."))}})  # fmt: skip
     return {
         "best": best,
