@@ -3,6 +3,7 @@ without pruning, on the real model, over several seeds.
 
     .venv/bin/python bench/search_strategies.py [--profile cpu] [--trials 12] [--seeds 0 1 2]
         [--train-examples 80] [--validation-examples 32] [--out bench/search_strategies.json]
+        [--random-from results/search-strategies-12trials-seed*.json]
 
 For each seed both contenders run the same number of trials (trial 0 the seed recipe in both) in fresh studies
 and MLflow stores under a temporary directory, in this one process, at the profile's budget with its training
@@ -12,6 +13,10 @@ Compute is the wall time of the trials (training, pruning evaluations, generatio
 baseline left out (both run it once). For each seed it prints the best validation objective of each contender,
 and the share of random search's compute the default needed to reach random search's best (its anytime curve:
 best so far against compute so far); a figure of at most 0.5 is what the default promises.
+
+`--random-from` takes random search's side of each seed from earlier runs of this bench (same task, budget,
+trials and machine) and runs only the default: random search without pruning does not depend on the pruner or
+the sampler's settings, so a change to the default is measured in a third of the time. The output says so.
 """
 
 from __future__ import annotations
@@ -82,6 +87,22 @@ def compute_to_reach(curve: list[dict], target: float) -> float | None:
     return None
 
 
+def earlier_random(paths: list[Path], args: argparse.Namespace, machine: dict) -> dict[int, tuple[Path, dict]]:
+    """Random search's result per seed from earlier runs of this bench, refused unless they ran what this run would."""
+    found: dict[int, tuple[Path, dict]] = {}
+    for path in paths:
+        earlier = json.loads(path.read_text())
+        keys = ("task", "profile", "trials", "train_examples", "validation_examples")
+        differ = [k for k in keys if earlier["args"].get(k) != getattr(args, k)]
+        differ += [f"machine.{k}" for k in ("cpu", "cores", "avx512_bf16") if earlier["machine"].get(k) != machine[k]]
+        if differ:
+            raise SystemExit(f"{path}: its run differs from this one in {', '.join(differ)}; re-run random search")
+        found |= {r["seed"]: (path, r["random"]) for r in earlier["seeds"]}
+    if missing := sorted(set(args.seeds) - set(found)):
+        raise SystemExit(f"{', '.join(map(str, paths))}: no random search for seed(s) {missing}")
+    return found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", default="legal")
@@ -91,7 +112,12 @@ def main() -> None:
     parser.add_argument("--train-examples", type=int, default=80)
     parser.add_argument("--validation-examples", type=int, default=32)
     parser.add_argument("--out", type=Path, default=None, help="also write every figure as JSON here")
+    parser.add_argument(
+        "--random-from", type=Path, nargs="+", default=[], help="earlier runs' JSON to take random from"
+    )
     args = parser.parse_args()
+    machine = machine_description()
+    reused = earlier_random(args.random_from, args, machine) if args.random_from else {}
 
     results = []
     with tempfile.TemporaryDirectory() as directory:
@@ -100,18 +126,22 @@ def main() -> None:
         for seed in args.seeds:
             common = {"profile": args.profile, "trials": args.trials, "seed": seed}
             default = run_study(task, sampler="tpe", pruner="halving", **common)
-            random = run_study(task, sampler="random", pruner="none", **common)
+            if seed in reused:
+                source, random = reused[seed]
+            else:
+                source, random = None, run_study(task, sampler="random", pruner="none", **common)
             reached = compute_to_reach(default["curve"], random["best"])
             share = None if reached is None else reached / random["compute_seconds"]
-            results.append({"seed": seed, "default": default, "random": random, "share_to_reach": share})
+            results.append({"seed": seed, "default": default, "random": random, "share_to_reach": share,
+                            **({"random_from": str(source)} if source else {})})  # fmt: skip
             print(
                 f"seed {seed}: default best {default['best']:.4f} in {default['compute_seconds']:.0f} s"
                 f" ({default['pruned']} of {args.trials} pruned); random best {random['best']:.4f} in"
-                f" {random['compute_seconds']:.0f} s; default reached random's best at"
+                f" {random['compute_seconds']:.0f} s{f' (from {source})' if source else ''};"
+                f" default reached random's best at"
                 + (f" {share:.2f} of random's compute" if share is not None else " no point (never reached it)"),
                 flush=True,
             )
-    machine = machine_description()
     shares = [r["share_to_reach"] for r in results]
     print(f"task {args.task}, profile {args.profile} cut to {args.train_examples} training and"
           f" {args.validation_examples} validation examples,"
@@ -121,14 +151,15 @@ def main() -> None:
     total_random = sum(r["random"]["compute_seconds"] for r in results)
     print(f"compute, all seeds: default {total_default:.0f} s, random {total_random:.0f} s,"
           f" ratio {total_default / total_random:.2f}")  # fmt: skip
-    reached = [s for s in shares if s is not None]
+    reached_shares = [s for s in shares if s is not None]
     print(
-        f"default reached random search's best in {len(reached)} of {len(shares)} seeds, at"
-        f" {', '.join(f'{s:.2f}' for s in reached) or '-'} of its compute"
-        + (f" (worst {max(reached):.2f})" if reached else "")
+        f"default reached random search's best in {len(reached_shares)} of {len(shares)} seeds, at"
+        f" {', '.join(f'{s:.2f}' for s in reached_shares) or '-'} of its compute"
+        + (f" (worst {max(reached_shares):.2f})" if reached_shares else "")
     )
     if args.out:
-        args.out.write_text(json.dumps({"machine": machine, "args": vars(args) | {"out": str(args.out)},
+        args.out.write_text(json.dumps({"machine": machine, "args": vars(args) | {"out": str(args.out),
+                                        "random_from": [str(p) for p in args.random_from]},
                                         "seeds": results}, indent=2) + "\n")  # fmt: skip
 
 

@@ -192,9 +192,9 @@ def test_unknown_task_name_lists_known_tasks():
 
 def test_pruning_rungs_grow_by_the_reduction_factor_below_the_trial_budget(legal):
     pruning = legal.search.pruning
-    assert (pruning.first_rung, pruning.reduction_factor) == (0.2, 3)
-    assert pruning.rung_steps(12) == (2, 6)  # the cpu profile
-    assert pruning.rung_steps(40) == (8, 24)
+    assert (pruning.first_rung, pruning.reduction_factor) == (0.2, 4)
+    assert pruning.rung_steps(12) == (2, 8)  # the cpu profile
+    assert pruning.rung_steps(40) == (8, 32)
     assert pruning.rung_steps(2) == (1,)  # the smoke profile: one rung, one step in
     assert pruning.rung_steps(1) == ()
 
