@@ -403,18 +403,22 @@ def _run_with_progress(config: Any, options: Any, *, quiet: bool) -> Any:
     from harness.estimates import minutes
     from harness.search.run import run_search
 
+    def running(progress: Any) -> str:
+        if progress.current_trial is None:
+            return ""
+        return f"trial {progress.current_trial}, step {progress.current_step} of {progress.current_total_steps}"
+
+    def best(progress: Any) -> str:
+        return "-" if progress.best_value is None else f"{progress.best_value:.4f} (trial {progress.best_trial})"
+
     def render(progress: Any) -> Table:
         elapsed = time.monotonic() - progress.started
         table = Table(show_header=False, title=f"search {config.task.name}")
         table.add_row("estimate", progress.estimate or "-")
         table.add_row("trials finished", f"{progress.finished} of {progress.total}")
-        current = "-"
-        if progress.current_trial is not None:
-            current = f"trial {progress.current_trial}, step {progress.current_step} of {progress.current_total_steps}"
-        table.add_row("running", current)
+        table.add_row("running", running(progress) or "-")
         table.add_row("params", ", ".join(f"{k}={v}" for k, v in progress.current_params.items()) or "-")
-        best = "-" if progress.best_value is None else f"{progress.best_value:.4f} (trial {progress.best_trial})"
-        table.add_row("best so far", best)
+        table.add_row("best so far", best(progress))
         left = "-" if progress.seconds_left is None else minutes(progress.seconds_left)
         table.add_row("elapsed / left", f"{minutes(elapsed)} / {left} (refit included; corrected as trials finish)")
         if progress.last_failure:
@@ -431,10 +435,11 @@ def _run_with_progress(config: Any, options: Any, *, quiet: bool) -> Any:
                 errors.print(f"{label}estimate on this machine: {p.estimate}", markup=False)
                 printed_estimate = True
                 return
+            now = f", running {running(p)}" if running(p) else ""
             left = "" if p.seconds_left is None else f", about {minutes(p.seconds_left)} left"
             errors.print(
-                f"{label}finished {p.finished}/{p.total}, trial {p.current_trial} step {p.current_step},"
-                f" best {p.best_value}{left}" + (f", last failure: {p.last_failure}" if p.last_failure else ""),
+                f"{label}finished {p.finished}/{p.total}{now}, best {best(p)}{left}"
+                + (f", last failure: {p.last_failure}" if p.last_failure else ""),
                 markup=False,
             )
 
