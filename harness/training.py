@@ -409,7 +409,10 @@ def fold_adapter_for_generation(model: PeftModel, *, dtype: torch.dtype) -> Any:
     layers on a CPU more again (their weights are dequantized on every call). An int8 or nf4 base is dequantized
     once here, so the answers still come from the weights the adapter was trained against; only int8's
     quantization of activations is not reproduced."""
-    for name, layer in list(model.named_modules()):
+    folded_prefix = None
+    for name, layer in list(model.named_modules()):  # parents before their children
+        if folded_prefix and name.startswith(folded_prefix):
+            continue  # the base layer and the A and B of a LoRA layer folded already: gone with it
         if isinstance(layer, LoraLayer):
             base = layer.get_base_layer()
             weight = dequantize_module_weight(base).detach().float()
@@ -425,6 +428,7 @@ def fold_adapter_for_generation(model: PeftModel, *, dtype: torch.dtype) -> Any:
             folded.bias.data.copy_(base.bias.detach())
         parent, _, attribute = name.rpartition(".")
         setattr(model.get_submodule(parent), attribute, folded.to(weight.device))
+        folded_prefix = f"{name}."
     # k-bit preparation upcast the frozen norms and embeddings to fp32 for training under autocast; they were
     # loaded in `dtype`, so casting back loses nothing. (Parameter by parameter: transformers refuses `.to(dtype)`
     # on a model loaded through bitsandbytes, although none of its layers is quantized any more.)
@@ -432,8 +436,3 @@ def fold_adapter_for_generation(model: PeftModel, *, dtype: torch.dtype) -> Any:
     for parameter in generating.parameters():
         parameter.data = parameter.data.to(dtype)
     return generating
-
-
-def merge_adapter(model: Any, directory: Path) -> Any:
-    """Fold a LoRA adapter into an unquantized base model's weights (`merge_and_unload`): a plain model again."""
-    return load_adapter(model, directory).merge_and_unload()

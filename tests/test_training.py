@@ -140,6 +140,9 @@ def test_the_folded_model_generates_what_the_adapted_model_computes(tiny, quanti
         expected = model(input_ids=ids).logits.float()
     folded = training.fold_adapter_for_generation(model, dtype=torch.float32)
     assert not [m for m in folded.modules() if "lora" in type(m).__name__.lower()]
+    # nothing of the adapted layers is left behind: a 4-bit base layer once stayed, dequantized, inside its fold
+    plain = model_loading.load_causal_lm(reference, dtype="float32")
+    assert sorted(n for n, _ in folded.named_parameters()) == sorted(n for n, _ in plain.named_parameters())
     with torch.no_grad():
         got = folded(input_ids=ids).logits.float()
     assert torch.allclose(got, expected, atol=3e-2 if BF16 or quantization == "nf4" else 1e-4)  # bf16 rounding
