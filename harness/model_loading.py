@@ -112,6 +112,18 @@ def load_causal_lm(model: ResolvedModel, *, dtype: Any = None) -> Any:
     return AutoModelForCausalLM.from_pretrained(model.path, dtype=dtype, use_safetensors=True, trust_remote_code=False)
 
 
+def forget_quantizer(model: Any) -> Any:
+    """A model loaded through a quantizer (GGUF, bitsandbytes) whose layers all hold plain tensors again: forget
+    what transformers remembers of the quantizer, so that the model casts and saves as a plain one."""
+    model.hf_quantizer = None
+    for attribute in ("quantization_method", "is_loaded_in_4bit", "is_loaded_in_8bit"):
+        if attribute in vars(model):
+            delattr(model, attribute)
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    return model
+
+
 def save_bf16(model: Any, tokenizer: Any, out_dir: Path) -> Path:
     """Weights in bf16 safetensors beside the tokenizer and its chat template: what transformers and vLLM load."""
     import torch
@@ -144,10 +156,7 @@ def _embedded_model_dir(name: str) -> Path:
         tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
         model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32)
         # The weights are dequantised on load; forget the GGUF quantizer so they save as plain safetensors.
-        model.hf_quantizer = None
-        if hasattr(model.config, "quantization_config"):
-            del model.config.quantization_config
-        model.save_pretrained(directory, safe_serialization=True)
+        forget_quantizer(model).save_pretrained(directory, safe_serialization=True)
         tokenizer.save_pretrained(directory)
 
     return _build_once(target, convert)

@@ -187,11 +187,13 @@ def register_model(task: TaskConfig, model_spec: str, *, profile: str) -> Regist
 def _register_adapter(
     task: TaskConfig, adapter: AdapterRun, source: str, source_tags: dict[str, str], work: Path, *, refit: bool
 ) -> Registration:
-    """adapter -> merged into the unquantized base -> evaluated -> logged and registered as @challenger."""
-    # merge: the adapter goes into the unquantized base, never into 4- or 8-bit weights (that merge is lossy)
+    """adapter -> merged into the base it was trained on -> evaluated -> logged and registered as @challenger."""
+    # merge: into the (dequantized) weights the adapter was trained against, saved as a plain 16-bit model
     base_ref = model_loading.resolve_model(adapter.base_model)
     tokenizer = model_loading.load_tokenizer(base_ref)
-    merged = merge_into_base(base_ref, adapter.adapter_dir, work / "merged", tokenizer)
+    merged = merge_into_base(
+        base_ref, adapter.adapter_dir, work / "merged", tokenizer, quantization=adapter.quantization
+    )
     merged_validation: dict[str, float] = {}
     if adapter.quantization in QUANTIZED:
         scores, _ = evaluate_model(
@@ -242,11 +244,21 @@ def _log_version(task: TaskConfig, model_dir: Path, tokenizer: Any, run_id: str,
     )
 
 
-def merge_into_base(base_ref: model_loading.ResolvedModel, adapter_dir: Path, out_dir: Path, tokenizer: Any) -> Path:
-    """Base model in fp32 + adapter -> merged weights saved in bf16 (16-bit) safetensors, with the tokenizer and
-    chat template: a directory transformers and vLLM load as is."""
-    base = model_loading.load_causal_lm(base_ref, dtype="float32")
-    return model_loading.save_bf16(training.merge_adapter(base, adapter_dir), tokenizer, out_dir)
+def merge_into_base(
+    base_ref: model_loading.ResolvedModel, adapter_dir: Path, out_dir: Path, tokenizer: Any, *, quantization: str
+) -> Path:
+    """Base model + adapter -> merged weights saved in bf16 (16-bit) safetensors, with the tokenizer and chat
+    template: a directory transformers and vLLM load as is.
+
+    The base is loaded as the adapter was trained on it, an int8 or nf4 one dequantized once, and the adapter folded
+    in as the trial's generation does: an adapter trained on 4-bit weights learned to correct *their* errors, and
+    folded into the unquantized weights it computes something else (make search's nf4 refit: validation f1_micro
+    0.942 from the trained model, 0.871 from that merge)."""
+    import torch
+
+    base = model_loading.load_for_training(base_ref, quantization=quantization)
+    folded = training.fold_adapter_for_generation(training.load_adapter(base, adapter_dir), dtype=torch.float32)
+    return model_loading.save_bf16(model_loading.forget_quantizer(folded), tokenizer, out_dir)
 
 
 def _metric_tags(

@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
+from peft import PeftModel
 from safetensors import safe_open
 
-from harness import model_loading, registry, tracking
-from harness.config import TaskConfig, load_task
+from harness import model_loading, registry, tracking, training
+from harness.config import LoraSpec, TaskConfig, load_task
 from harness.errors import HarnessError
 from harness.registry import gate
 from harness.regression import regress
@@ -94,6 +95,43 @@ def test_a_quantized_trial_is_scored_again_once_merged_into_the_unquantized_base
     version = MlflowClient().get_model_version("legal-extractor", str(registration.version))
     assert version.tags["harness.quantization"] == "nf4"
     assert "merged_validation.f1_micro" in version.tags and registration.merged_validation["n"] > 0
+
+
+def test_a_quantized_adapter_is_merged_into_the_weights_it_was_trained_against(tmp_path):
+    """An nf4 adapter learned to correct the 4-bit weights: the merged model computes what the trained one did,
+    which a merge into the unquantized weights does not (on the real model: validation f1_micro 0.942 -> 0.871)."""
+    reference = model_loading.resolve_model("tiny:llama")
+    trained = training.attach_lora(
+        model_loading.load_for_training(reference, quantization="nf4"),
+        LoraSpec(r=8, alpha=16, target_modules="all"),
+        quantization="nf4",
+        gradient_checkpointing=False,
+        seed=0,
+    )
+    with torch.no_grad():  # a trained adapter: B is no longer zero
+        for name, parameter in trained.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(0, 0.02)
+    trained.save_pretrained(tmp_path / "adapter", safe_serialization=True)
+    ids = torch.randint(0, 1000, (2, 12))
+    trained.eval()
+    with torch.no_grad():
+        expected = trained(input_ids=ids).logits.float()
+
+    tokenizer = model_loading.load_tokenizer(reference)
+    merged_dir = registry.merge_into_base(reference, tmp_path / "adapter", tmp_path / "merged", tokenizer,
+                                          quantization="nf4")  # fmt: skip
+    merged = model_loading.load_causal_lm(model_loading.resolve_model(str(merged_dir)), dtype="float32")
+    unquantized = PeftModel.from_pretrained(model_loading.load_causal_lm(reference, dtype="float32"),
+                                            tmp_path / "adapter").merge_and_unload()  # fmt: skip
+    with torch.no_grad():
+        error = (merged(input_ids=ids).logits - expected).abs().mean().item()
+        unquantized_error = (unquantized(input_ids=ids).logits - expected).abs().mean().item()
+    assert error < unquantized_error / 4, (error, unquantized_error)
+    with safe_open(str(merged_dir / "model.safetensors"), "pt") as weights:  # a plain Llama: no 4-bit leftovers
+        names = list(weights.keys())
+    assert names and not [n for n in names if "base_layer" in n or "lora" in n or "absmax" in n]
+    assert "quantization_config" not in json.loads((merged_dir / "config.json").read_text())
 
 
 def test_the_registered_version_is_a_merged_16_bit_safetensors_model_with_its_chat_template(task, smoke_store):
