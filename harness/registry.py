@@ -254,10 +254,8 @@ def merge_into_base(
     in as the trial's generation does: an adapter trained on 4-bit weights learned to correct *their* errors, and
     folded into the unquantized weights it computes something else (make search's nf4 refit: validation f1_micro
     0.942 from the trained model, 0.871 from that merge)."""
-    import torch
-
     base = model_loading.load_for_training(base_ref, quantization=quantization)
-    folded = training.fold_adapter_for_generation(training.load_adapter(base, adapter_dir), dtype=torch.float32)
+    folded = training.merge_adapter(base, adapter_dir)
     return model_loading.save_bf16(model_loading.forget_quantizer(folded), tokenizer, out_dir)
 
 

@@ -436,3 +436,9 @@ def fold_adapter_for_generation(model: PeftModel, *, dtype: torch.dtype) -> Any:
     for parameter in generating.parameters():
         parameter.data = parameter.data.to(dtype)
     return generating
+
+
+def merge_adapter(model: Any, directory: Path) -> Any:
+    """Fold a saved LoRA adapter into the base model it was trained on (`fold_adapter_for_generation`), in fp32:
+    a plain model again, computing what the trained one did."""
+    return fold_adapter_for_generation(load_adapter(model, directory), dtype=torch.float32)
