@@ -29,7 +29,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", default="legal")
     parser.add_argument("--run", required=True, help="the MLflow run holding the adapter")
-    parser.add_argument("--eval-set", default="test-v1", help="a stored eval set (the task's test split by default)")
+    parser.add_argument(
+        "--eval-set",
+        default="test-v1",
+        help="a stored eval set: test-v1 (the legal task's frozen test split) by default",
+    )
     parser.add_argument("--out", type=Path, default=None, help="also write every figure as JSON here")
     args = parser.parse_args()
     task = load_task(args.task)

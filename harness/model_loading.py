@@ -197,6 +197,15 @@ def build_tiny_llama(directory: Path, *, tokenizer_source: Path, seed: int) -> N
     tokenizer.save_pretrained(directory)
 
 
+def cached_model_dir(name: str, build: Any) -> Path:
+    """`<cache>/models/<name>`, written by `build(directory)` the first time it is asked for (models derived from
+    others: converted, dequantized)."""
+    target = cache_dir() / "models" / name
+    if (target / "config.json").exists():
+        return target
+    return _build_once(target, build)
+
+
 def _build_once(target: Path, build: Any) -> Path:
     """Build into a temporary directory, then rename: a crash never leaves a half-written cache entry."""
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,7 @@ only if the gate passes (`gate`); every decision is recorded on the version and 
 from __future__ import annotations
 
 import getpass
+import hashlib
 import json
 import tempfile
 from collections.abc import Callable
@@ -451,6 +452,25 @@ def materialise_adapter(name: str, version: int) -> Path:
     if found is None or found.tags.get("harness.source", "adapter") != "adapter":
         raise HarnessError(f"{name} version {version} was registered without an adapter: serve it merged")
     return tracking.download_run_directory(found.run_id, "adapter")
+
+
+def materialise_lora_base(name: str, version: int) -> Path:
+    """The base model a version's adapter was trained against, as a directory vLLM serves it on unmerged: the base
+    itself, or for an int8 or nf4 adapter the base's dequantized weights, written once into the model cache. An
+    adapter that learned to correct 4-bit weights computes something else on the unquantized ones (the merge's
+    reason, `merge_into_base`)."""
+    found = find_version(name, version=version)
+    base_ref = model_loading.resolve_model(found.tags["harness.base_model"])
+    quantization = found.tags.get("harness.quantization", "none")
+    if quantization not in QUANTIZED:
+        return base_ref.path
+
+    def dequantize(directory: Path) -> None:
+        base = training.dequantize(model_loading.load_for_training(base_ref, quantization=quantization))
+        model_loading.save_bf16(model_loading.forget_quantizer(base), model_loading.load_tokenizer(base_ref), directory)
+
+    digest = hashlib.sha256(str(base_ref.path.resolve()).encode()).hexdigest()[:8]
+    return model_loading.cached_model_dir(f"{base_ref.path.name}-{digest}-{quantization}-dequantized", dequantize)
 
 
 def max_new_tokens_for(task: TaskConfig, version_tags: dict[str, str]) -> int:

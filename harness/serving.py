@@ -297,10 +297,8 @@ def serve_registered(
     options = ServerOptions(**{**options.__dict__, "dtype": dtype})
     log_path = tracking.mlruns_dir() / "serving" / f"{name}-v{number}-{options.port}.log"
     if lora:
-        from harness.model_loading import resolve_model
-
         adapter_dir = registry.materialise_adapter(name, number)
-        base_dir = resolve_model(version.tags["harness.base_model"]).path
+        base_dir = registry.materialise_lora_base(name, number)  # an nf4 adapter: the dequantized 4-bit weights
         server = start_server(base_dir, name, options, log_path=log_path, adapter_dir=adapter_dir)
         return server, number, adapter_dir
     model_dir = registry.materialise_version(name, number)

@@ -409,6 +409,20 @@ def fold_adapter_for_generation(model: PeftModel, *, dtype: torch.dtype) -> Any:
     layers on a CPU more again (their weights are dequantized on every call). An int8 or nf4 base is dequantized
     once here, so the answers still come from the weights the adapter was trained against; only int8's
     quantization of activations is not reproduced."""
+    _fold_into_plain_linears(model, dtype)
+    return _cast_parameters(model.get_base_model(), dtype)
+
+
+def dequantize(model: Any) -> Any:
+    """A base model loaded in int8 or nf4 (`load_for_training`) with every quantized layer replaced by a plain fp32
+    one holding its dequantized weight: the weights a QLoRA adapter was trained against, for serving it unmerged."""
+    _fold_into_plain_linears(model, torch.float32)
+    return _cast_parameters(model, torch.float32)
+
+
+def _fold_into_plain_linears(model: Any, dtype: torch.dtype) -> None:
+    """Replace each LoRA layer (base weight dequantized, adapters added) and each quantized layer without one
+    (dequantized) by a plain `dtype` linear layer holding the weight it computes with."""
     folded_prefix = None
     for name, layer in list(model.named_modules()):  # parents before their children
         if folded_prefix and name.startswith(folded_prefix):
@@ -429,13 +443,15 @@ def fold_adapter_for_generation(model: PeftModel, *, dtype: torch.dtype) -> Any:
         parent, _, attribute = name.rpartition(".")
         setattr(model.get_submodule(parent), attribute, folded.to(weight.device))
         folded_prefix = f"{name}."
+
+
+def _cast_parameters(model: Any, dtype: torch.dtype) -> Any:
     # k-bit preparation upcast the frozen norms and embeddings to fp32 for training under autocast; they were
     # loaded in `dtype`, so casting back loses nothing. (Parameter by parameter: transformers refuses `.to(dtype)`
     # on a model loaded through bitsandbytes, although none of its layers is quantized any more.)
-    generating = model.get_base_model()
-    for parameter in generating.parameters():
+    for parameter in model.parameters():
         parameter.data = parameter.data.to(dtype)
-    return generating
+    return model
 
 
 def merge_adapter(model: Any, directory: Path) -> Any:

@@ -89,12 +89,37 @@ def test_registering_refits_the_best_trial_merges_it_and_makes_version_1_the_cha
     assert "validation.f1_micro" in tags
 
 
-def test_a_quantized_trial_is_scored_again_once_merged_into_the_unquantized_base(task, smoke_store):
+def test_a_quantized_trial_is_scored_again_once_merged_and_served_unmerged_on_its_dequantized_base(task, smoke_store):
     seed_trial = 0  # the seed recipe is nf4: the merged model's validation figures sit beside the adapter's
     registration = registry.register_trial(task, study_name="legal-smoke", trial_number=seed_trial, refit=False)
     version = MlflowClient().get_model_version("legal-extractor", str(registration.version))
     assert version.tags["harness.quantization"] == "nf4"
     assert "merged_validation.f1_micro" in version.tags and registration.merged_validation["n"] > 0
+
+    # `harness serve --lora` serves the adapter on the 4-bit weights it was trained against, dequantized once: it
+    # computes what the merged version does, which the adapter on the unquantized base does not.
+    base_dir = registry.materialise_lora_base("legal-extractor", registration.version)
+    assert base_dir != model_loading.resolve_model("tiny:llama").path
+    assert "quantization_config" not in json.loads((base_dir / "config.json").read_text())
+    adapter_dir = registry.materialise_adapter("legal-extractor", registration.version)
+    merged_dir = registry.materialise_version("legal-extractor", registration.version)
+    ids = torch.randint(0, 1000, (2, 12))
+
+    def logits(model_dir: Path, adapter: Path | None = None) -> torch.Tensor:
+        model = model_loading.load_causal_lm(model_loading.resolve_model(str(model_dir)), dtype="float32")
+        model = PeftModel.from_pretrained(model, adapter) if adapter else model
+        with torch.no_grad():
+            return model.eval()(input_ids=ids).logits
+
+    merged = logits(merged_dir)
+    error = (logits(base_dir, adapter_dir) - merged).abs().mean().item()
+    unquantized_error = (
+        (logits(model_loading.resolve_model("tiny:llama").path, adapter_dir) - merged).abs().mean().item()
+    )
+    assert error < unquantized_error / 4, (error, unquantized_error)
+    written = (base_dir / "model.safetensors").stat().st_mtime_ns
+    assert registry.materialise_lora_base("legal-extractor", registration.version) == base_dir  # written once
+    assert (base_dir / "model.safetensors").stat().st_mtime_ns == written
 
 
 def test_a_quantized_adapter_is_merged_into_the_weights_it_was_trained_against(tmp_path):
