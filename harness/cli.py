@@ -29,8 +29,19 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
-errors = Console(stderr=True)
+
+
+def _console(*, stderr: bool) -> Console:
+    """Output piped into a CI log or a file is not cut to Rich's 80 columns: lines are never broken mid-sentence (a
+    terminal still wraps them at its edge) and tables get 160 columns, unless COLUMNS says otherwise."""
+    made = Console(stderr=stderr, soft_wrap=True)
+    if not made.is_terminal and "COLUMNS" not in os.environ:
+        made.width = 160
+    return made
+
+
+console = _console(stderr=False)
+errors = _console(stderr=True)
 
 TaskArgument = Annotated[str, typer.Argument(help="Task name (a file in search_spaces/) or a path to a task YAML.")]
 # From the environment too: a Kubernetes Secret or a Slurm script passes the database password without a command line.
@@ -428,20 +439,21 @@ def _run_with_progress(config: Any, options: Any, *, quiet: bool) -> Any:
     if quiet:
         label = "" if options.worker_index is None else f"worker {options.worker_index}: "
         printed_estimate = False
+        last_line = ""
 
         def log_line(p: Any) -> None:
-            nonlocal printed_estimate
+            nonlocal printed_estimate, last_line
             if p.estimate and not printed_estimate:
                 errors.print(f"{label}estimate on this machine: {p.estimate}", markup=False)
                 printed_estimate = True
                 return
             now = f", running {running(p)}" if running(p) else ""
             left = "" if p.seconds_left is None else f", about {minutes(p.seconds_left)} left"
-            errors.print(
-                f"{label}finished {p.finished}/{p.total}{now}, best {best(p)}{left}"
-                + (f", last failure: {p.last_failure}" if p.last_failure else ""),
-                markup=False,
-            )
+            line = f"{label}finished {p.finished}/{p.total}{now}, best {best(p)}{left}"
+            line += f", last failure: {p.last_failure}" if p.last_failure else ""
+            if line != last_line:  # progress reported twice with nothing new (a trial's start, its step 0)
+                errors.print(line, markup=False)
+                last_line = line
 
         return run_search(config, options, on_progress=log_line)
     with Live(console=errors, refresh_per_second=2, transient=False) as live:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import signal
@@ -198,8 +199,9 @@ def test_ctrl_c_or_preemption_kills_the_trial_and_the_study_run_and_the_same_com
     env = {**os.environ, "HARNESS_MLRUNS": str(mlruns), "COLUMNS": "200"}  # tables wide enough not to wrap
     command = [str(Path(sys.executable).parent / "harness"), "search", "legal", "--trials", "2", "--profile",
                "smoke", "--pruner", "none", "--no-register"]  # fmt: skip
+    narrow = {k: v for k, v in env.items() if k != "COLUMNS"}  # a pipe's default width: 80 columns
     worker = subprocess.Popen(
-        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        command, env=narrow, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         # As from a terminal: a test run started in the background (`cmd &` in a script) ignores SIGINT, and its
         # children would inherit that.
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
@@ -213,6 +215,11 @@ def test_ctrl_c_or_preemption_kills_the_trial_and_the_study_run_and_the_same_com
     assert "interrupted: the current run is marked KILLED" in stderr and "Traceback" not in stderr
     # Its output is a pipe, not a terminal: progress as log lines (no live view to redraw), as it stood.
     assert "estimate on this machine:" in stderr and "finished 0/2, running trial 0, step 0 of 2, best -" in stderr
+    # Each one whole on its line (not broken at 80 columns, as a CI log shows it), and printed when it changed.
+    assert re.search(r"^estimate on this machine: 2 trials ≈ .{60,} in all$", stderr, re.MULTILINE), stderr[-2000:]
+    progress = [line for line in stderr.splitlines() if line.startswith("finished")]
+    assert progress and all(line.endswith(" left") for line in progress), progress
+    assert all(a != b for a, b in itertools.pairwise(progress)), progress
     study = study_of(mlruns)
     assert [t.state.name for t in study.trials] == ["FAIL"]
     interrupted = MlflowClient().get_run(study.trials[0].user_attrs["mlflow_run_id"])
