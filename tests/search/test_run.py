@@ -199,7 +199,7 @@ def test_ctrl_c_or_preemption_kills_the_trial_and_the_study_run_and_the_same_com
     env = {**os.environ, "HARNESS_MLRUNS": str(mlruns), "COLUMNS": "200"}  # tables wide enough not to wrap
     command = [str(Path(sys.executable).parent / "harness"), "search", "legal", "--trials", "2", "--profile",
                "smoke", "--pruner", "none", "--no-register"]  # fmt: skip
-    narrow = {k: v for k, v in env.items() if k != "COLUMNS"}  # a pipe's default width: 80 columns
+    narrow = {k: v for k, v in env.items() if k != "COLUMNS"}  # as a CI log runs it: no COLUMNS (Rich: 80)
     worker = subprocess.Popen(
         command, env=narrow, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         # As from a terminal: a test run started in the background (`cmd &` in a script) ignores SIGINT, and its
