@@ -11,6 +11,7 @@ import contextlib
 import ctypes
 import gc
 import json
+import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,6 +132,14 @@ def estimate_peak_memory(
         parts["loading"] = shape.parameters * compute_bytes / MB
     return MemoryEstimate(total_mb=sum(parts.values()), parts_mb=parts)
 
+
+# oneDNN (PyTorch's bf16 matmuls on a CPU) keeps every kernel it builds, one per matrix shape, up to 1024 by
+# default at about 0.5 MB each. A search runs trial after trial in one process, each with shapes of its own (rank,
+# target modules), so the kept kernels grew into every later trial's peak. 256 holds one trial's (163 for the seed
+# recipe at the cpu budget) at the same speed. oneDNN reads this once, at the process's first matmul: set on import,
+# as the estimate's probe and every trial import this module first. A value the user set wins.
+KERNEL_CACHE_CAPACITY = 256
+os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", str(KERNEL_CACHE_CAPACITY))
 
 # glibc's mallopt parameters (malloc.h) and the values a trial runs with.
 M_MMAP_THRESHOLD, M_ARENA_MAX = -3, -8

@@ -61,6 +61,7 @@ def run_trial(
     `evaluate_at_steps`: the steps after which the completion loss of a fixed validation slice goes to the
     reporter (a search's rungs, where it may prune)."""
     keep_the_heap_compact()
+    release_freed_memory()  # what earlier work in this process left (a search runs many trials in one)
     model_ref = model_loading.resolve_model(config.model)
     bf16 = model_loading.supports_bf16()
     estimate = _estimate_memory(config, model_ref.path, bf16=bf16)
