@@ -281,8 +281,8 @@ def build_trainer(
         max_length=budget.max_seq_length,
         completion_only_loss=True,
         # On a CPU, micro-batches padded to a multiple of 64 tokens: oneDNN builds a kernel for every new matrix
-        # shape and keeps it (about 0.5 MB each). The seed-recipe trial built 163 instead of 705, peaked at 2.12 GB
-        # instead of 2.49, and trained no slower (50 s against 56) for 8% more tokens (bench/trial_memory.py).
+        # shape and keeps it (about 0.5 MB each). The seed-recipe trial built 163 instead of 705 and peaked at
+        # 2.16 GB instead of 2.46, for 3-5% more training time (bench/trial_memory.py).
         pad_to_multiple_of=None if torch.cuda.is_available() else CPU_PAD_MULTIPLE,
         # Each optimizer step's examples sorted by length (within shuffled groups): micro-batches of similar
         # lengths carry little padding, which is pure waste on a CPU.
