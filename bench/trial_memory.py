@@ -26,10 +26,11 @@ CONTENDERS: dict[str, tuple[int | None, int]] = {"before": (None, 1024), "harnes
 
 def run_trials(profile: str, recipes: list[str], pad: int | None) -> list[dict[str, float]]:
     """The child: the recipes as trials, one after another in this process."""
-    from harness import training
+    from harness import tracking, training
     from harness.config import load_task, resolve_trial_config
     from harness.trial import run_trial
 
+    tracking.configure()  # the runs go to the child's own store (HARNESS_MLRUNS), not MLflow's default
     training.CPU_PAD_MULTIPLE = pad
     task = load_task("legal")
     figures = []
