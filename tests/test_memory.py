@@ -22,7 +22,8 @@ torch.ones(64, 64, dtype=torch.bfloat16) @ weight
 
 
 def kernel_cache_probe(**env: str) -> str:
-    """Whether the first shape's kernel was rebuilt ('cache_miss') or found ('cache_hit'), and the capacity set."""
+    """In a fresh process that imports harness.memory (with `env`): was the first shape's kernel rebuilt
+    ('cache_miss') or found ('cache_hit')?"""
     environment = {k: v for k, v in os.environ.items() if k != "ONEDNN_PRIMITIVE_CACHE_CAPACITY"}
     environment |= {"ONEDNN_VERBOSE": "profile_create", **env}
     done = subprocess.run([sys.executable, "-c", PROBE], env=environment, capture_output=True, text=True, check=True)
