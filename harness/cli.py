@@ -912,9 +912,14 @@ def eval_(
     split: SplitOption = "validation",
     limit: Annotated[int | None, typer.Option(help="Score only the first N examples.")] = None,
     max_new_tokens: Annotated[int, typer.Option(help="Generation budget per answer.")] = DEFAULT_MAX_NEW_TOKENS,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Also write the raw answers here, one {id, output} per line (what `harness score` reads)."),
+    ] = None,
 ) -> None:
     """Score any model, with or without an adapter (e.g. the zero-shot baseline); last line: metrics as JSON."""
     from harness.config import load_task
+    from harness.predictions import write_predictions
     from harness.trial import evaluate_model
 
     config = load_task(task)
@@ -925,6 +930,10 @@ def eval_(
         f"{generated.new_tokens} tokens generated in {generated.seconds:.1f} s"
         f" ({generated.tokens_per_second:.0f} tokens/s)"
     )
+    if out is not None:
+        # The scorer's records carry the ids in the split's order, the order the answers were generated in.
+        write_predictions(out, [record.id for record in scores.records], generated.outputs)
+        console.print(f"{len(generated.outputs)} answers written to {out}")
     _print_scores(config, scores, split=split)
 
 

@@ -128,7 +128,7 @@ def test_fetch_model_prints_the_local_directory():
     assert (Path(result.stdout.strip().splitlines()[-1]) / "model.safetensors").exists()
 
 
-def test_train_runs_one_smoke_trial_and_eval_scores_its_adapter(tmp_path, monkeypatch):
+def test_train_runs_one_smoke_trial_and_eval_scores_its_adapter_and_keeps_its_answers(tmp_path, monkeypatch):
     monkeypatch.setenv("HARNESS_MLRUNS", str(tmp_path / "mlruns"))
     result = run("train", "legal", "--profile", "smoke", "--set", "lora.r=8")
     assert result.returncode == 0, result.stderr
@@ -138,11 +138,21 @@ def test_train_runs_one_smoke_trial_and_eval_scores_its_adapter(tmp_path, monkey
     assert (tmp_path / "mlruns" / "mlflow.db").exists()
     adapter = next(line.split("adapter in ")[1] for line in result.stdout.splitlines() if "adapter in " in line)
 
+    answers = tmp_path / "answers.jsonl"
     evaluated = run(
-        "eval", "legal", "--model", "tiny:llama", "--adapter", adapter.strip(), "--limit", "2", "--max-new-tokens", "8"
-    )
+        "eval", "legal", "--model", "tiny:llama", "--adapter", adapter.strip(), "--limit", "2", "--max-new-tokens", "8",
+        "--out", str(answers),
+    )  # fmt: skip
     assert evaluated.returncode == 0, evaluated.stderr
     assert last_json(evaluated.stdout)["n"] == 2
+    # The kept answers are the validation split's first two, and scoring them again gives the same figures.
+    assert [json.loads(line)["id"] for line in answers.read_text().splitlines()] == [
+        "validation-00000",
+        "validation-00001",
+    ]
+    rescored = run("score", "legal", str(answers), "--split", "validation")
+    assert rescored.returncode == 0, rescored.stderr
+    assert last_json(rescored.stdout)["f1_micro"] == last_json(evaluated.stdout)["f1_micro"]
 
 
 @pytest.mark.parametrize(
