@@ -41,8 +41,8 @@ def named_by(text: str) -> str:
     match = FILED_BY.search(text)
     if match:
         return "role" if match.group(2) else "name"
-    seeks = re.search(r"(\S+ \S+) seeks recovery of", text)
-    return "name" if seeks and not re.search(r"The (plaintiff|defendant) seeks", text) else "role"
+    by_name = "seeks recovery of" in text and not re.search(r"The (plaintiff|defendant) seeks", text)
+    return "name" if by_name else "role"
 
 
 def main() -> None:
