@@ -20,10 +20,8 @@ from pathlib import Path
 
 from evaluators.scoring import extract_json_object
 
-FILED_BY = re.compile(
-    r"(An appeal was lodged by|In its appeal,|The appellant,|By way of counterclaim,|In a counter-suit,)"
-    r" (the plaintiff|the defendant)?"
-)
+APPEAL = r"An appeal was lodged by|In its appeal,|The appellant,"
+FILED_BY = re.compile(rf"({APPEAL}|By way of counterclaim,|In a counter-suit,) (the plaintiff|the defendant)?")
 # Claims that mention a counterclaim or an appeal that this ruling does not decide.
 DISTRACTORS = ("counterclaim was returned", "announced a counter-suit", "An appeal by either side")
 
@@ -31,7 +29,7 @@ DISTRACTORS = ("counterclaim was returned", "announced a counter-suit", "An appe
 def ruling_kind(text: str) -> str:
     if "separated into other proceedings" in text or "decided earlier and is not considered here" in text:
         return "counterclaim"
-    if re.search(r"An appeal was lodged by|In its appeal,|The appellant,", text):
+    if re.search(APPEAL, text):
         return "appeal"
     return "claim"
 
