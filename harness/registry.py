@@ -30,7 +30,8 @@ from harness.prompts import assistant_turn, prompt_turns
 from harness.search.coordination import registration_claim
 from harness.search.study import find_trial
 from harness.task_data import load_split
-from harness.trial import evaluate_model, run_trial
+from harness.trial import evaluate_model
+from harness.trial_process import run_trial_in_own_process
 
 CHALLENGER, CHAMPION, PREVIOUS_CHAMPION = "challenger", "champion", "previous-champion"
 QUANTIZED = ("int8", "nf4")
@@ -83,7 +84,7 @@ def register_trial(
         )
         if refit:
             # Searches run at low fidelity: retrain the winning recipe with the profile's refit budget first.
-            result = run_trial(
+            result = run_trial_in_own_process(
                 task,
                 config,
                 parent_run_id=tracking.find_study_run(task.task.name, study_name),

@@ -15,7 +15,8 @@ Where each part lives, so a question names its file:
 - `space.py`        the sampler, the pruner and the parameters, built from the task's YAML; the seed recipe in them
 - `study.py`        a study's name, identity (what makes its trials comparable), creation, resumption and results
 - `coordination.py` workers sharing a study: liveness, dead workers' trials retried, claims ("only one of us")
-- `objective.py`    one trial as Optuna sees it: sample, run `harness.trial.run_trial`, report rungs, prune
+- `objective.py`    one trial as Optuna sees it: sample, run `harness.trial.run_trial` in a process of its own
+                    (`harness.trial_process`), report rungs, prune
 - `run.py`          `run_search`: the loop that ties them together, with its progress and estimate
 - `plots.py`        Optuna's plots of a study, logged on its MLflow parent run
 

@@ -1,5 +1,6 @@
-"""One trial as Optuna sees it: take the trial, sample a recipe, run `harness.trial.run_trial` with a reporter
-that turns the validation loss at each rung into Optuna's intermediate values (and prunes), return the objective.
+"""One trial as Optuna sees it: take the trial, sample a recipe, run `harness.trial.run_trial` in a process of its
+own (`harness.trial_process`) with a reporter that turns the validation loss at each rung into Optuna's
+intermediate values (and prunes), return the objective.
 Also how a trial's failure is told, and the count of failures in a row that stops a search."""
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from harness.errors import TrialStopped
 from harness.search import coordination, space
 from harness.search.coordination import FINISHED_STATES, MLFLOW_RUN_ATTR, SURPLUS_ATTR
 from harness.search.options import SearchOptions
-from harness.trial import run_trial
+from harness.trial_process import TrialFailed, run_trial_in_own_process
 
 ProgressCallback = Callable[[int, dict[str, Any], int, int], None]  # trial, params, step, total steps
 
@@ -62,7 +63,7 @@ def objective(
         try:
             # The adapter is kept as the run's artifact; the local copy goes with the temporary directory.
             with tempfile.TemporaryDirectory(prefix="harness-trial-") as work:
-                result = run_trial(
+                result = run_trial_in_own_process(
                     task,
                     config,
                     output_dir=Path(work),
@@ -77,13 +78,17 @@ def objective(
         except TrialStopped:
             raise optuna.TrialPruned() from None
         except Exception as error:
-            reason = tracking.describe_failure(error) or f"{type(error).__name__}: {error}"
+            reason = str(error) if isinstance(error, TrialFailed) else _reason(error)
             trial.set_user_attr("harness.error", reason[:1000])
             raise
         trial.set_user_attr("metrics", {k: v for k, v in result.metrics.items() if isinstance(v, int | float)})
         return float(result.metrics[metric])
 
     return run
+
+
+def _reason(error: Exception) -> str:
+    return tracking.describe_failure(error) or f"{type(error).__name__}: {error}"
 
 
 class PruningReporter:

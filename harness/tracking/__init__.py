@@ -62,7 +62,9 @@ from harness.tracking.store import (
     default_tracking_uri,
     describe_failure,
     experiment_for,
+    import_first_run_modules,
     mlruns_dir,
+    tracking_uri,
 )
 
 __all__ = [
@@ -81,6 +83,7 @@ __all__ = [
     "fail_run",
     "find_study_run",
     "finish_study_run",
+    "import_first_run_modules",
     "latest_study_name",
     "load_table_from_run",
     "log_and_register_model",
@@ -101,5 +104,6 @@ __all__ = [
     "start_mlflow_server",
     "stop_mlflow_server",
     "tag_model_version",
+    "tracking_uri",
     "trial_run",
 ]

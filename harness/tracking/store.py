@@ -3,6 +3,8 @@ experiment per task, and what a failing store means in one line."""
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import logging
 import os
 import re
@@ -104,3 +106,30 @@ def experiment_for(task_name: str) -> str:
         if experiment is None:
             raise
         return str(experiment.experiment_id)
+
+
+def tracking_uri() -> str:
+    """The tracking store this process uses (`configure` set it), for a process that must use the same."""
+    return mlflow.get_tracking_uri()
+
+
+# What MLflow imports at a process's first run rather than at `import mlflow` (its database store, schema
+# migrations, system metrics): about 2 s, which every trial's process would pay again.
+FIRST_RUN_MODULES = (
+    "mlflow.store.tracking.sqlalchemy_store",
+    "mlflow.store.tracking.sqlalchemy_workspace_store",
+    "mlflow.store.model_registry.sqlalchemy_store",
+    "mlflow.store.db.utils",
+    "mlflow.system_metrics.system_metrics_monitor",
+    "mlflow.utils.git_utils",
+    "git",  # GitPython, for the source commit MLflow tags each run with
+    "alembic.config",
+    "sqlalchemy.dialects.sqlite",
+)
+
+
+def import_first_run_modules() -> None:
+    """Import what MLflow would import at the first run, for a process that forks processes which track runs."""
+    for name in FIRST_RUN_MODULES:
+        with contextlib.suppress(ImportError):  # internals: a module that moved costs time, not correctness
+            importlib.import_module(name)
