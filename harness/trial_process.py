@@ -27,7 +27,8 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, NoReturn
 
-from harness import tracking, training
+# model_loading before training: it quiets bitsandbytes' import-time warning, and training's PEFT imports it.
+from harness import model_loading, tracking, training  # noqa: F401
 from harness.config import TaskConfig, TrialConfig
 from harness.errors import HarnessError, TrialStopped
 from harness.trial import TrialResult, run_trial
