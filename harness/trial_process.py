@@ -8,7 +8,9 @@ its process down (killed for memory, a crash in a native kernel) fails that tria
 The processes are forked from a server process that imported the training stack once (multiprocessing's
 forkserver): a fresh interpreter would import it again for each trial (about 11 s on 2 cores), and a fork of the
 search process itself would carry the search's own memory into the trial. The server computes nothing, so no
-OpenMP thread pool exists in it when it forks.
+OpenMP thread pool exists in it when it forks. Where there is a GPU, trials start as fresh interpreters instead
+(spawn): a CUDA context does not survive a fork, importing the training stack (bitsandbytes) sets one up, and the
+import is small next to a GPU trial.
 
 The trial's process talks to the search over a pipe: the reporter's calls (progress, the loss at each rung, whether
 to stop, answered by the search's pruner), the id of its MLflow run once it exists, and its result or failure.
@@ -25,17 +27,15 @@ import traceback
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, Literal, NoReturn
 
 # model_loading before training: it quiets bitsandbytes' import-time warning, and training's PEFT imports it.
-from harness import model_loading, tracking, training  # noqa: F401
+from harness import machine, model_loading, tracking, training  # noqa: F401
 from harness.config import TaskConfig, TrialConfig
 from harness.errors import HarnessError, TrialStopped
 from harness.trial import TrialResult, run_trial
 
-_CONTEXT = multiprocessing.get_context("forkserver")
-_CONTEXT.set_forkserver_preload([__name__])  # the server imports this module, and with it the training stack
-tracking.import_first_run_modules()  # ... and what MLflow imports at a process's first run
+tracking.import_first_run_modules()  # what MLflow imports at a process's first run: the fork server has it too
 STOP_GRACE_SECONDS = 60  # for a stopped trial to end its MLflow run as KILLED before it is killed outright
 
 
@@ -50,14 +50,19 @@ def run_trial_in_own_process(
     output_dir: Path,
     reporter: training.TrainingReporter | None = None,
     on_run_started: Callable[[str], Any] | None = None,
+    start_method: Literal["forkserver", "spawn"] | None = None,
     **options: Any,
 ) -> TrialResult:
     """`harness.trial.run_trial` (same arguments) in a process of its own. Raises what run_trial raises in the
     search's terms: TrialStopped (pruned), HarnessError (the user's to fix), TrialFailed (anything else, including
-    the process dying); Ctrl-C or SIGTERM here stops the trial's process, which marks its run KILLED."""
+    the process dying); Ctrl-C or SIGTERM here stops the trial's process, which marks its run KILLED.
+    `start_method`: "forkserver" or "spawn"; by default spawn where there is a GPU, else the fork server."""
     reporter = reporter or training.SilentReporter()
-    ours, theirs = _CONTEXT.Pipe()
-    process = _CONTEXT.Process(
+    method = start_method or ("spawn" if machine.has_cuda() else "forkserver")
+    context = multiprocessing.get_context("spawn") if method == "spawn" else multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])  # the server imports this module, and with it the training stack
+    ours, theirs = context.Pipe()
+    process = context.Process(
         target=_trial_process,
         args=(theirs, task, config, output_dir, options, tracking.tracking_uri(), dict(os.environ), os.getcwd()),
         name=f"harness-trial-{options.get('run_name') or config.profile}",

@@ -29,16 +29,18 @@ def trial_processes() -> list[int]:
 
 
 class RecordingReporter:
-    """Records each call, with the trial processes alive at the time; says stop after `stop_after` steps."""
+    """Records each call, with the trial processes alive when training begins; says stop after `stop_after` steps."""
 
     def __init__(self, stop_after: int | None = None) -> None:
         self.calls: list[tuple] = []
-        self.processes: list[int] = []
+        self.processes: list[int] = []  # forked by the fork server
+        self.spawned: list[int] = []  # started as fresh interpreters by this process
         self.stop_after = stop_after
 
     def on_train_begin(self, total_steps: int) -> None:
         self.calls.append(("on_train_begin", total_steps))
         self.processes = trial_processes()
+        self.spawned = [p.pid for p in psutil.Process().children() if "spawn_main" in " ".join(p.cmdline())]
 
     def on_log(self, step: int, metrics: dict[str, float]) -> None:
         self.calls.append(("on_log", step))
@@ -105,3 +107,16 @@ def test_a_problem_the_user_can_fix_stays_a_harness_error_with_its_message(legal
     config = resolve_trial_config(legal, profile="smoke", overrides={})
     with pytest.raises(HarnessError, match=r"estimated peak memory \d+ MB exceeds --max-memory 1 MB"):
         run_trial_in_own_process(legal, config, output_dir=Path(tmp_path / "trial"), max_memory_mb=1)
+
+
+def test_where_there_is_a_gpu_trials_start_as_fresh_interpreters_and_report_the_same(legal, mlruns, tmp_path):
+    # A CUDA context does not survive a fork, so a GPU machine spawns its trials: the same path, here on a CPU.
+    reporter = RecordingReporter()
+    config = resolve_trial_config(legal, profile="smoke", overrides={})
+    result = run_trial_in_own_process(
+        legal, config, output_dir=tmp_path / "trial", reporter=reporter, evaluate_at_steps=(1,), start_method="spawn"
+    )
+    assert len(reporter.spawned) == 1 and not reporter.processes  # this process's own child, not the fork server's
+    assert reporter.calls[0] == ("on_train_begin", 2) and any(c[0] == "on_evaluate" for c in reporter.calls)
+    assert MlflowClient().get_run(result.run_id).info.status == "FINISHED"
+    assert (result.adapter_dir / "adapter_model.safetensors").is_file()
