@@ -224,11 +224,12 @@ PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies
 
 
 def _die_with_parent() -> None:
-    """A trial whose search was killed (SIGKILL, the machine's OOM killer) must not train on unseen: its parent,
-    the fork server, exits with the search, and the kernel then kills the trial (Linux; elsewhere a no-op)."""
+    """A trial whose search was killed (SIGKILL, the machine's OOM killer) must not train on unseen: when its
+    parent ends (the search itself, or the fork server, which exits with the search), the kernel kills the trial
+    (Linux; elsewhere a no-op)."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() == 1:  # the server was already gone before the line above
+    if os.getppid() == 1:  # the parent was already gone before the line above
         os._exit(1)
 
 
