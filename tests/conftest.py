@@ -17,12 +17,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 import yaml
 
 from harness.config import SEARCH_SPACES_DIR, TaskConfig, load_task
 
 LEGAL_YAML = SEARCH_SPACES_DIR / "legal.yaml"
+
+
+def trial_processes() -> list[psutil.Process]:
+    """The processes running trials: children of this process's fork server (`harness.trial_process`)."""
+    servers = [p for p in psutil.Process().children() if "forkserver" in " ".join(p.cmdline())]
+    return [trial for server in servers for trial in server.children()]
 
 
 def component_missing(reason: str) -> None:

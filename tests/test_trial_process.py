@@ -14,6 +14,7 @@ from harness import tracking
 from harness.config import resolve_trial_config
 from harness.errors import HarnessError, TrialStopped
 from harness.trial_process import TrialFailed, run_trial_in_own_process
+from tests.conftest import trial_processes
 
 
 @pytest.fixture
@@ -21,11 +22,6 @@ def mlruns(tmp_path, monkeypatch):
     monkeypatch.setenv("HARNESS_MLRUNS", str(tmp_path / "mlruns"))
     tracking.configure()
     return tmp_path / "mlruns"
-
-
-def trial_processes() -> list[int]:
-    servers = [p for p in psutil.Process().children() if "forkserver" in " ".join(p.cmdline())]
-    return [trial.pid for server in servers for trial in server.children()]
 
 
 class RecordingReporter:
@@ -39,7 +35,7 @@ class RecordingReporter:
 
     def on_train_begin(self, total_steps: int) -> None:
         self.calls.append(("on_train_begin", total_steps))
-        self.processes = trial_processes()
+        self.processes = [p.pid for p in trial_processes()]
         self.spawned = [p.pid for p in psutil.Process().children() if "spawn_main" in " ".join(p.cmdline())]
 
     def on_log(self, step: int, metrics: dict[str, float]) -> None:

@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import optuna
-import psutil
 import pytest
 from mlflow.tracking import MlflowClient
 from optuna.storages.journal import JournalFileBackend, JournalStorage
@@ -25,6 +24,7 @@ from harness.errors import HarnessError
 from harness.search import space
 from harness.search.options import SearchOptions
 from harness.search.run import run_search
+from tests.conftest import trial_processes
 
 
 @pytest.fixture
@@ -94,12 +94,6 @@ def test_a_smoke_search_tracks_every_trial_and_resumes_to_its_total(legal, mlrun
     assert len(study.trials) == 5
     assert len([r for r in runs() if r.data.tags.get("harness.kind") == "study"]) == 1
     assert len([r for r in runs() if r.data.tags.get("harness.kind") == "trial"]) == 5
-
-
-def trial_processes() -> list[psutil.Process]:
-    """The processes running trials: children of this process's fork server (`harness.trial_process`)."""
-    servers = [p for p in psutil.Process().children() if "forkserver" in " ".join(p.cmdline())]
-    return [trial for server in servers for trial in server.children()]
 
 
 def test_a_trial_whose_process_is_killed_is_failed_in_both_and_the_study_goes_on(legal, mlruns):
