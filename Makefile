@@ -62,8 +62,11 @@ lint: setup
 	$(BIN)/ruff format --check harness evaluators tasks tests bench
 	$(BIN)/mypy
 
+# Two pytest-xdist workers, a core each: most of a test's time is one core's (see tests/conftest.py). They get
+# one test at a time, slow ones first, so that they end together.
+TEST_WORKERS ?= 2
 test: lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --maxschedchunk 1
 
 # The inner loop while editing: unit tests only (no process started, no training), under 2 minutes. CI runs `test`.
 test-fast: setup

@@ -1,11 +1,13 @@
 """Shared fixtures: the real `legal` task, ways to write variants of it into tmp dirs, and the services a team
-runs (PostgreSQL, an MLflow tracking server)."""
+runs (PostgreSQL, an MLflow tracking server), and how the suite shares two cores among its workers."""
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
+import pickle
 import shutil
 import signal
 import socket
@@ -24,6 +26,29 @@ import yaml
 from harness.config import SEARCH_SPACES_DIR, TaskConfig, load_task
 
 LEGAL_YAML = SEARCH_SPACES_DIR / "legal.yaml"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """`make test` runs the suite in pytest-xdist workers, a core each: most of a test's time is one core's (a
+    process importing the training stack, the tiny model's Python-bound steps), so two workers use two cores. Each
+    worker's torch (and every process it starts) computes on its share of the cores: two OpenMP pools of two threads
+    on two cores would spin against each other."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        os.environ.setdefault("OMP_NUM_THREADS", str(max(1, len(os.sched_getaffinity(0)) // workers)))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The `slow` tests (a minute or more each) first, so that the workers end together instead of one of them
+    running the real model alone at the end (`make test` hands the workers one test at a time, in this order).
+    Among them, those that need the shared smoke study last: the first of them makes it while the other worker
+    is busy with a slow test of its own rather than waiting for it."""
+
+    def order(item: pytest.Item) -> tuple[bool, bool]:
+        slow = item.get_closest_marker("slow") is not None
+        return not slow, slow and "smoke_study" in getattr(item, "fixturenames", ())
+
+    items.sort(key=order)  # stable: the rest keep their order
 
 
 def trial_processes() -> list[psutil.Process]:
@@ -114,24 +139,39 @@ class SmokeStudy:
 
 
 @pytest.fixture(scope="session")
-def smoke_study(legal_test_head, tmp_path_factory) -> SmokeStudy:
+def smoke_study(legal_test_head, tmp_path_factory, worker_id) -> SmokeStudy:
     """One smoke study for the whole session, made once: legal with its stored test set cut to test-v1's first 32
     decisions, a two-trial search (the seed recipe and one sampled recipe, no pruning) and its best trial refit
     and registered as v1 @challenger. Tests that only read it point HARNESS_MLRUNS at `mlruns`; tests that change
-    it (register, promote) take `smoke_store`, a copy of their own, so no test depends on another's order."""
+    it (register, promote) take `smoke_store`, a copy of their own, so no test depends on another's order.
+    Under pytest-xdist the first worker to need it makes it and the others wait and read it (a file lock in the
+    directory the workers' temporary directories share)."""
+    if worker_id == "master":  # one process runs the suite
+        return make_smoke_study(legal_test_head(SMOKE_TEST_EXAMPLES), tmp_path_factory.mktemp("smoke-study"))
+    shared = tmp_path_factory.getbasetemp().parent
+    with (shared / "smoke-study.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        made = shared / "smoke-study.pickle"
+        if made.exists():
+            return pickle.loads(made.read_bytes())
+        study = make_smoke_study(legal_test_head(SMOKE_TEST_EXAMPLES), tmp_path_factory.mktemp("smoke-study"))
+        made.write_bytes(pickle.dumps(study))
+        return study
+
+
+def make_smoke_study(task_path: Path, directory: Path) -> SmokeStudy:
     from harness import registry, tracking
     from harness.search.options import SearchOptions
     from harness.search.run import run_search
 
-    task_path = legal_test_head(SMOKE_TEST_EXAMPLES)
-    mlruns = tmp_path_factory.mktemp("smoke-study") / "mlruns"
+    mlruns = directory / "mlruns"
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("HARNESS_MLRUNS", str(mlruns))
         tracking.configure()
         task = load_task(str(task_path))
         # The run that scores above zero comes first: the newest-first order MLflow shows by default is then not
         # the ranking by f1_micro (the browser test tells the two apart).
-        constant_answer_run_id = train_to_answer_constantly(task, mlruns.parent / "constant-answer")
+        constant_answer_run_id = train_to_answer_constantly(task, directory / "constant-answer")
         summary = run_search(task, SearchOptions(trials=2, profile="smoke", pruner="none", register=False))
         registration = registry.register_trial(task, study_name=summary.study_name)
     return SmokeStudy(task, task_path, mlruns, summary, registration, constant_answer_run_id)

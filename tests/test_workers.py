@@ -105,6 +105,7 @@ def assert_one_study_of_six(study: optuna.Study, client: MlflowClient) -> dict[s
     return by_id
 
 
+@pytest.mark.slow
 def test_workers_on_postgresql_share_one_study_and_one_parent_run_and_register_once(
     postgres, tracking_server, legal_test_head, tmp_path
 ):
@@ -139,6 +140,7 @@ def test_workers_on_postgresql_share_one_study_and_one_parent_run_and_register_o
     assert f"{tracking_server}/#/experiments/{experiment.experiment_id}/runs?viewStateShareKey=" in ui.stdout
 
 
+@pytest.mark.slow
 def test_a_worker_killed_mid_trial_on_postgresql_is_failed_by_heartbeat_and_retried_by_the_other(
     postgres, tracking_server, tmp_path
 ):
@@ -172,6 +174,7 @@ def test_a_worker_killed_mid_trial_on_postgresql_is_failed_by_heartbeat_and_retr
     assert len(runs) == 7  # six finished trials and the killed one
 
 
+@pytest.mark.slow
 def test_n_workers_share_a_journal_file_and_take_over_a_killed_worker_trial(tmp_path):
     mlruns = tmp_path / "mlruns"
     pool = subprocess.Popen(

@@ -179,6 +179,7 @@ def test_a_space_without_the_seed_recipe_is_refused(mlruns, task_copy):
         run_search(load_task(str(path)), SearchOptions(trials=1, profile="smoke"))
 
 
+@pytest.mark.slow
 def test_a_search_killed_mid_trial_is_resumed_and_leaves_no_run_running(mlruns, tmp_path):
     env = {**os.environ, "HARNESS_MLRUNS": str(mlruns)}
     command = [str(Path(sys.executable).parent / "harness"), "search", "legal", "--trials", "2", "--profile",
@@ -205,6 +206,7 @@ def test_a_search_killed_mid_trial_is_resumed_and_leaves_no_run_running(mlruns, 
 
 # SIGTERM only: `harness` turns it into the KeyboardInterrupt that Ctrl-C raises, so from there on both take the
 # same path (one process pair less in the suite; SIGINT itself is delivered in tests/test_registry.py).
+@pytest.mark.slow
 @pytest.mark.parametrize("stop", [signal.SIGTERM], ids=["sigterm"])
 def test_ctrl_c_or_preemption_kills_the_trial_and_the_study_run_and_the_same_command_resumes(mlruns, stop):
     env = {**os.environ, "HARNESS_MLRUNS": str(mlruns), "COLUMNS": "200"}  # tables wide enough not to wrap
@@ -250,6 +252,7 @@ def test_ctrl_c_or_preemption_kills_the_trial_and_the_study_run_and_the_same_com
     assert not runs("RUNNING")
 
 
+@pytest.mark.slow
 def test_preemption_during_the_registration_registers_nothing_and_the_same_command_registers(mlruns, legal_test_head):
     env = {**os.environ, "HARNESS_MLRUNS": str(mlruns), "COLUMNS": "200", "PYTHONUNBUFFERED": "1"}
     command = [str(Path(sys.executable).parent / "harness"), "search", str(legal_test_head(8)), "--trials", "1",
