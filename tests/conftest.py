@@ -146,15 +146,19 @@ def smoke_study(legal_test_head, tmp_path_factory, worker_id) -> SmokeStudy:
     it (register, promote) take `smoke_store`, a copy of their own, so no test depends on another's order.
     Under pytest-xdist the first worker to need it makes it and the others wait and read it (a file lock in the
     directory the workers' temporary directories share)."""
-    if worker_id == "master":  # one process runs the suite
+
+    def make() -> SmokeStudy:
         return make_smoke_study(legal_test_head(SMOKE_TEST_EXAMPLES), tmp_path_factory.mktemp("smoke-study"))
+
+    if worker_id == "master":  # one process runs the suite
+        return make()
     shared = tmp_path_factory.getbasetemp().parent
     with (shared / "smoke-study.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
         made = shared / "smoke-study.pickle"
         if made.exists():
             return pickle.loads(made.read_bytes())
-        study = make_smoke_study(legal_test_head(SMOKE_TEST_EXAMPLES), tmp_path_factory.mktemp("smoke-study"))
+        study = make()
         made.write_bytes(pickle.dumps(study))
         return study
 

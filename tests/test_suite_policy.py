@@ -13,6 +13,15 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def run_pytest(*arguments: str, **variables: str) -> subprocess.CompletedProcess[str]:
+    """pytest on files outside tests/, with the suite's conftest loaded as a plugin (its hooks apply), as if started
+    by hand (without what this suite's own workers set), with `variables` added to its environment."""
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "tests.conftest", *arguments]
+    unset = ("OMP_NUM_THREADS", "PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID")
+    environment = {key: value for key, value in os.environ.items() if key not in unset} | variables
+    return subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=300, env=environment)
+
+
 @pytest.mark.parametrize(
     ("ci", "outcome"), [("", "1 skipped"), ("0", "1 skipped"), ("true", "1 failed"), ("1", "1 failed")]
 )
@@ -22,21 +31,9 @@ def test_a_missing_component_skips_on_a_developer_machine_and_fails_under_ci(tmp
         "from tests.conftest import component_missing\n\n\ndef test_needs_a_widget():\n"
         "    component_missing('no widget installed')\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-rsf", "-p", "no:cacheprovider", str(test)],
-        capture_output=True, text=True, cwd=ROOT, timeout=120, env={**os.environ, "CI": ci},
-    )  # fmt: skip
+    result = run_pytest("-rsf", str(test), CI=ci)
     assert outcome in result.stdout, result.stdout[-2000:]
     assert "no widget installed" in result.stdout
-
-
-def run_pytest(*arguments: str) -> subprocess.CompletedProcess[str]:
-    """pytest on files outside tests/, with the suite's conftest loaded as a plugin (its hooks apply), as if started
-    by hand: without what this suite's own workers set."""
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "tests.conftest", *arguments]
-    unset = ("OMP_NUM_THREADS", "PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID")
-    environment = {key: value for key, value in os.environ.items() if key not in unset}
-    return subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=300, env=environment)
 
 
 def test_each_of_two_workers_computes_on_its_share_of_the_cores(tmp_path):
