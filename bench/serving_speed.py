@@ -68,7 +68,9 @@ def main() -> None:
         serving.stop_server(server)
 
     def json_valid(outputs: list[str]) -> float:
-        scores = score_outputs(task.fields, [e.fields for e in examples], outputs, [e.id for e in examples])
+        scores = score_outputs(
+            task.fields, [e.fields for e in examples], outputs, [e.id for e in examples], vocabulary=task.vocabulary
+        )
         return scores.metrics["json_valid_rate"]
 
     print(f"model {args.model}, {len(examples)} stored test prompts, max_new_tokens {args.max_new_tokens}")

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 import jsonschema
 
-from evaluators.normalization import normalize_enum, normalize_string, parse_date, parse_number
+from evaluators.normalization import Vocabulary, normalize_enum, normalize_string, parse_date, parse_number
 
 ISO_DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
 
@@ -38,34 +38,41 @@ class FieldType:
     name: str
     expected: str  # what a value must be, as an error says it
     schema: Callable[[tuple[str, ...]], dict[str, Any]]  # JSON Schema of a present value, given the enum values
-    normalize: Callable[[Any, tuple[str, ...]], Any]  # the canonical form for scoring; None when unreadable
+    # The canonical form for scoring, given the enum values and the task's words; None when unreadable.
+    normalize: Callable[[Any, tuple[str, ...], Vocabulary], Any]
 
 
-def _normalize_string_list(value: Any, values: tuple[str, ...]) -> frozenset[str]:
+def _normalize_string_list(value: Any, values: tuple[str, ...], vocabulary: Vocabulary) -> frozenset[str]:
     """A set of normalised strings (order and duplicates do not matter); a lone string counts as one item."""
     items = value if isinstance(value, list) else [value]
-    normalized = {normalize_string(item) for item in items}
+    normalized = {normalize_string(item, vocabulary) for item in items}
     return frozenset(item for item in normalized if item is not None)
 
 
 FIELD_TYPES = {
     "string": FieldType(
-        "string", "a string", lambda values: {"type": "string"}, lambda value, values: normalize_string(value)
+        "string",
+        "a string",
+        lambda values: {"type": "string"},
+        lambda value, values, vocabulary: normalize_string(value, vocabulary),
     ),
     "number": FieldType(
-        "number", "a number", lambda values: {"type": "number"}, lambda value, values: parse_number(value)
+        "number",
+        "a number",
+        lambda values: {"type": "number"},
+        lambda value, values, vocabulary: parse_number(value, vocabulary),
     ),
     "enum": FieldType(
         "enum",
         "one of the declared values",
         lambda values: {"type": "string", "enum": list(values)},
-        normalize_enum,
+        lambda value, values, vocabulary: normalize_enum(value, values),
     ),
     "date": FieldType(
         "date",
         "an ISO date YYYY-MM-DD",
         lambda values: {"type": "string", "pattern": ISO_DATE_PATTERN, "format": "date"},
-        lambda value, values: parse_date(value),
+        lambda value, values, vocabulary: parse_date(value),
     ),
     "string_list": FieldType(
         "string_list",
@@ -94,9 +101,10 @@ def record_schema(fields: Mapping[str, FieldLike]) -> dict[str, Any]:
     return {"type": "object", "properties": properties, "required": list(properties), "additionalProperties": False}
 
 
-def normalize_value(field: FieldLike, value: Any) -> Any:
-    """The canonical form of a value of this field; a frozenset for string lists; None if absent or unreadable."""
-    return None if value is None else field_type(field).normalize(value, field.values or ())
+def normalize_value(field: FieldLike, value: Any, vocabulary: Vocabulary) -> Any:
+    """The canonical form of a value of this field, in the task's words; a frozenset for string lists; None if
+    absent or unreadable."""
+    return None if value is None else field_type(field).normalize(value, field.values or (), vocabulary)
 
 
 def is_schema_valid(field: FieldLike, value: Any) -> bool:

@@ -2,7 +2,8 @@
 
 Each function returns the canonical form, or None when the value is absent or cannot be read as that type
 (a value that cannot be read counts as wrong, never as a crash). Which function serves which field type is said
-once, in `evaluators.field_types`.
+once, in `evaluators.field_types`. The normalisers know no language: the words a task's values are written with
+(legal forms, currencies, "million") come from the task, as a `Vocabulary`.
 """
 
 from __future__ import annotations
@@ -10,67 +11,79 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-# Legal-form spellings -> one canonical token. Longest first: "public joint stock company" before "joint stock".
-LEGAL_FORM_SYNONYMS = (
-    ("public joint stock company", "pjsc"),
-    ("public joint-stock company", "pjsc"),
-    ("closed joint stock company", "cjsc"),
-    ("closed joint-stock company", "cjsc"),
-    ("limited liability company", "llc"),
-    ("joint stock company", "jsc"),
-    ("joint-stock company", "jsc"),
-    ("individual entrepreneur", "ie"),
-    ("sole proprietor", "ie"),
-    ("pao", "pjsc"),
-    ("пао", "pjsc"),
-    ("zao", "cjsc"),
-    ("зао", "cjsc"),
-    ("ooo", "llc"),
-    ("ооо", "llc"),
-    ("ao", "jsc"),
-    ("ао", "jsc"),
-    ("ip", "ie"),
-    ("ип", "ie"),
-)
-_LEGAL_FORM_PATTERN = re.compile(
-    r"(?<![\w-])(" + "|".join(re.escape(spelling) for spelling, _ in LEGAL_FORM_SYNONYMS) + r")(?![\w-])"
-)
-_CANONICAL_FORM = dict(LEGAL_FORM_SYNONYMS)
-_CANONICAL_FORMS = frozenset(_CANONICAL_FORM.values())
-
-_MULTIPLIERS = {
-    "billion": 1e9,
-    "bn": 1e9,
-    "million": 1e6,
-    "mln": 1e6,
-    "mio": 1e6,
-    "thousand": 1e3,
-    "thous": 1e3,
-    "k": 1e3,
-}
-_CURRENCY = re.compile(r"(rubles|roubles|ruble|rouble|rub|rur|руб|₽)\.?", re.IGNORECASE)
-_KOPECKS = re.compile(r"(\d+)\s*(kopecks|kopeks|kopeck|kop)\.?", re.IGNORECASE)
 # No amount is written in more characters than this ("1 250 000 rubles 50 kopecks" has 27); longer text is not one.
 MAX_NUMBER_CHARS = 100
+
+
+class Vocabulary:
+    """The words a task's values are written with, which the normalisers do not know by themselves (they know
+    digits, separators, case, quotes and punctuation, in any script): a task's YAML brings its own (`normalization`).
+
+    - `synonyms`: a canonical token and its spellings (`llc: [limited liability company, ooo]`); in a string value
+      every spelling becomes the token, and tokens move to the front (`"Vostok" LLC` is `LLC "Vostok"`);
+    - `currency`: words dropped from an amount (`rubles`, `руб`);
+    - `subunits`: a word and its value in the main unit (`kopecks: 0.01`), for `100 rubles 50 kopecks`;
+    - `multipliers`: a word after a number and its factor (`million: 1e6`).
+    """
+
+    def __init__(
+        self,
+        *,
+        synonyms: Mapping[str, Sequence[str]] | None = None,
+        currency: Sequence[str] = (),
+        subunits: Mapping[str, float] | None = None,
+        multipliers: Mapping[str, float] | None = None,
+    ) -> None:
+        synonyms = synonyms or {}
+        self._canonical = {
+            _words(spelling): token for token, spellings in synonyms.items() for spelling in (token, *spellings)
+        }
+        self._tokens = frozenset(synonyms)
+        self._synonym = _alternatives(self._canonical, before=r"(?<![\w-])(", after=r")(?![\w-])")
+        self._currency = _alternatives([word.casefold() for word in currency], before="(", after=r")\.?")
+        self._subunits = {word.casefold(): value for word, value in (subunits or {}).items()}
+        self._subunit = _alternatives(self._subunits, before=r"(\d+)\s*(", after=r")\.?")
+        self._multipliers = {word.casefold(): value for word, value in (multipliers or {}).items()}
+
+
+def _words(text: str) -> str:
+    """Case folded, quotes and punctuation dropped, whitespace single: how values and spellings are compared."""
+    return " ".join(re.findall(r"[\w-]+", text.casefold()))
+
+
+def _alternatives(spellings: Iterable[str], *, before: str, after: str) -> re.Pattern[str] | None:
+    """One pattern matching any of the spellings, longest first ("public joint stock company" before "joint
+    stock company"); None when there are none."""
+    ordered = sorted(set(spellings), key=len, reverse=True)
+    return re.compile(before + "|".join(re.escape(s) for s in ordered) + after) if ordered else None
+
+
+# What a task without a `normalization` section gets: no words at all.
+NO_WORDS = Vocabulary()
+
+
 _DATE_FORMATS = ("%Y-%m-%d", "%d.%m.%Y", "%Y/%m/%d", "%d %B %Y", "%B %d, %Y", "%d %b %Y", "%b %d, %Y")
 
 
-def normalize_string(value: Any) -> str | None:
-    """Case, quotes (" « » “ ”), punctuation and whitespace folded; legal forms (LLC, OOO, ...) unified."""
+def normalize_string(value: Any, vocabulary: Vocabulary) -> str | None:
+    """Case, quotes (" « » “ ”), punctuation and whitespace folded; the vocabulary's synonyms unified."""
     if not isinstance(value, str):
         return None
-    words = " ".join(re.findall(r"[\w-]+", value.casefold()))
-    words = _LEGAL_FORM_PATTERN.sub(lambda match: _CANONICAL_FORM[match.group(1)], words)
-    # `"Vostok" LLC` and `LLC "Vostok"` name the same company: the legal form goes first.
+    words = _words(value)
+    if vocabulary._synonym is not None:
+        words = vocabulary._synonym.sub(lambda match: vocabulary._canonical[match.group(1)], words)
+    # `"Vostok" LLC` and `LLC "Vostok"` name the same company: the canonical tokens go first.
     tokens = words.split()
-    forms = [token for token in tokens if token in _CANONICAL_FORMS]
-    return " ".join(forms + [token for token in tokens if token not in _CANONICAL_FORMS]) or None
+    first = [token for token in tokens if token in vocabulary._tokens]
+    return " ".join(first + [token for token in tokens if token not in vocabulary._tokens]) or None
 
 
-def parse_number(value: Any) -> float | None:
-    """Numbers as written in decisions: `1 250 000`, `1,250,000.50`, `1 250 000,50`, `1.25 million`, `RUB 5k`."""
+def parse_number(value: Any, vocabulary: Vocabulary) -> float | None:
+    """Numbers as written: `1 250 000`, `1,250,000.50`, `1 250 000,50`, and with the vocabulary's words
+    `1.25 million`, `RUB 5k`, `455 562 rubles 84 kopecks`."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
@@ -78,20 +91,20 @@ def parse_number(value: Any) -> float | None:
     if not isinstance(value, str) or len(value) > MAX_NUMBER_CHARS:
         return None
     text = value.casefold().replace("\u00a0", " ").replace("\u202f", " ")
-    kopecks = 0.0
-    kopeck_match = _KOPECKS.search(text)
-    if kopeck_match:
-        kopecks = (_finite(int(kopeck_match.group(1))) or 0.0) / 100
-        text = text[: kopeck_match.start()] + text[kopeck_match.end() :]
-    text = _CURRENCY.sub(" ", text).strip()
+    fraction = 0.0
+    if vocabulary._subunit is not None and (subunit := vocabulary._subunit.search(text)):
+        fraction = (_finite(int(subunit.group(1))) or 0.0) * vocabulary._subunits[subunit.group(2)]
+        text = text[: subunit.start()] + text[subunit.end() :]
+    if vocabulary._currency is not None:
+        text = vocabulary._currency.sub(" ", text)
+    text = text.strip()
     multiplier = 1.0
-    multiplier_match = re.search(r"([a-z]+)\.?$", text)
-    if multiplier_match:
-        word = multiplier_match.group(1)
-        if word not in _MULTIPLIERS:
+    if word_match := re.search(r"([^\W\d_]+)\.?$", text):  # a word after the number, in any script
+        word = word_match.group(1)
+        if word not in vocabulary._multipliers:
             return None
-        multiplier = _MULTIPLIERS[word]
-        text = text[: multiplier_match.start()].strip()
+        multiplier = vocabulary._multipliers[word]
+        text = text[: word_match.start()].strip()
     # Spaces only ever group thousands; then decide which of `,` and `.` is the decimal mark.
     text = re.sub(r"(?<=\d)\s+(?=\d)", "", text)
     if not re.fullmatch(r"[+-]?[\d.,]+", text):
@@ -101,7 +114,7 @@ def parse_number(value: Any) -> float | None:
         number = float(text)
     except ValueError:
         return None
-    total = _finite(number * multiplier + kopecks)
+    total = _finite(number * multiplier + fraction)
     return None if total is None else round(total, 6)
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from evaluators.field_types import FieldLike, is_schema_valid, normalize_value
-from evaluators.normalization import numbers_equal
+from evaluators.normalization import Vocabulary, numbers_equal
 
 _DECODER = json.JSONDecoder()
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL | re.IGNORECASE)
@@ -83,9 +83,9 @@ class Scores:
     records: list[RecordScore]
 
 
-def values_equal(field_spec: FieldLike, predicted: Any, gold: Any) -> bool:
-    """Whether two raw values mean the same for this field (both absent counts as equal)."""
-    left, right = normalize_value(field_spec, predicted), normalize_value(field_spec, gold)
+def values_equal(field_spec: FieldLike, predicted: Any, gold: Any, vocabulary: Vocabulary) -> bool:
+    """Whether two raw values mean the same for this field, in the task's words (both absent counts as equal)."""
+    left, right = normalize_value(field_spec, predicted, vocabulary), normalize_value(field_spec, gold, vocabulary)
     if left is None or right is None:
         return left is None and right is None
     if field_spec.type == "number":
@@ -94,9 +94,15 @@ def values_equal(field_spec: FieldLike, predicted: Any, gold: Any) -> bool:
 
 
 def score_outputs(
-    fields: Mapping[str, FieldLike], golds: Sequence[Mapping[str, Any]], outputs: Sequence[str], ids: Sequence[str]
+    fields: Mapping[str, FieldLike],
+    golds: Sequence[Mapping[str, Any]],
+    outputs: Sequence[str],
+    ids: Sequence[str],
+    *,
+    vocabulary: Vocabulary,
 ) -> Scores:
-    """Score raw model outputs against gold field values; metric names as `harness score` prints them."""
+    """Score raw model outputs against gold field values, comparing values in the task's words (its
+    `normalization`); metric names as `harness score` prints them."""
     if not (len(golds) == len(outputs) == len(ids)):
         raise ValueError(f"{len(golds)} gold records, {len(outputs)} outputs and {len(ids)} ids: must be equal")
     counts = {name: FieldCounts() for name in fields}
@@ -109,8 +115,8 @@ def score_outputs(
         for name, spec in fields.items():
             predicted_value = values.get(name)
             schema_valid = schema_valid and is_schema_valid(spec, predicted_value)
-            _count(spec, predicted_value, gold.get(name), counts[name])
-            record.correct[name] = values_equal(spec, predicted_value, gold.get(name))
+            _count(spec, predicted_value, gold.get(name), counts[name], vocabulary)
+            record.correct[name] = values_equal(spec, predicted_value, gold.get(name), vocabulary)
         record.schema_valid = schema_valid
         records.append(record)
 
@@ -133,8 +139,8 @@ def score_outputs(
     return Scores(metrics=metrics, counts=counts, records=records)
 
 
-def _count(spec: FieldLike, predicted: Any, gold: Any, counts: FieldCounts) -> None:
-    predicted_value, gold_value = normalize_value(spec, predicted), normalize_value(spec, gold)
+def _count(spec: FieldLike, predicted: Any, gold: Any, counts: FieldCounts, vocabulary: Vocabulary) -> None:
+    predicted_value, gold_value = normalize_value(spec, predicted, vocabulary), normalize_value(spec, gold, vocabulary)
     if spec.type == "string_list":
         predicted_items, gold_items = predicted_value or frozenset(), gold_value or frozenset()
         counts.true_positives += len(predicted_items & gold_items)
@@ -143,7 +149,7 @@ def _count(spec: FieldLike, predicted: Any, gold: Any, counts: FieldCounts) -> N
         return
     # An unreadable prediction (a number field holding "n/a") was still predicted: it is a false positive.
     was_predicted = predicted is not None
-    if was_predicted and gold_value is not None and values_equal(spec, predicted, gold):
+    if was_predicted and gold_value is not None and values_equal(spec, predicted, gold, vocabulary):
         counts.true_positives += 1
         return
     if was_predicted:

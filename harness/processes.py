@@ -6,11 +6,11 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
+from harness import retries
 from harness.errors import HarnessError
 
 
@@ -36,24 +36,36 @@ def wait_until_healthy(
         raise
 
 
+class _NotYetHealthy(Exception):
+    """The server runs but does not answer its health check yet."""
+
+
 def _wait(
     process: subprocess.Popen[bytes], health_url: str, *, name: str, log_path: Path, timeout_seconds: float
 ) -> None:
-    deadline = time.monotonic() + timeout_seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-15:])
-            raise HarnessError(
-                f"the {name} exited with code {process.returncode} while starting; its log ({log_path}) ends:\n{tail}"
-            )
-        try:
-            with urllib.request.urlopen(health_url, timeout=5) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        time.sleep(1)
-    raise HarnessError(f"the {name} did not answer {health_url} within {timeout_seconds:.0f} s; see {log_path}")
+    try:
+        for attempt in retries.attempts(retry_on=(_NotYetHealthy,), seconds=timeout_seconds):
+            with attempt:
+                _check_health(process, health_url, name=name, log_path=log_path)
+    except _NotYetHealthy:
+        raise HarnessError(
+            f"the {name} did not answer {health_url} within {timeout_seconds:.0f} s; see {log_path}"
+        ) from None
+
+
+def _check_health(process: subprocess.Popen[bytes], health_url: str, *, name: str, log_path: Path) -> None:
+    if process.poll() is not None:
+        tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-15:])
+        raise HarnessError(
+            f"the {name} exited with code {process.returncode} while starting; its log ({log_path}) ends:\n{tail}"
+        )
+    try:
+        with urllib.request.urlopen(health_url, timeout=5) as response:
+            if response.status == 200:
+                return
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        pass
+    raise _NotYetHealthy(health_url)
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:

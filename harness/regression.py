@@ -17,9 +17,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from evaluators.scoring import score_outputs
 from harness.config import DEFAULT_MAX_NEW_TOKENS, EvalSetSpec, TaskConfig
 from harness.errors import HarnessError
+from harness.predictions import score_answers
 from harness.task_data import load_eval_set, rule_baseline
 
 DEFAULT_TOLERANCE = 0.01
@@ -243,7 +243,7 @@ def _evaluate(task: TaskConfig, spec: EvalSetSpec, model: str, model_dir: str | 
         predict = rule_baseline(task)
         assert predict is not None  # `_resolve` refused a task without one
         outputs = [predict(e.text) for e in examples]
-        metrics = score_outputs(task.fields, [e.fields for e in examples], outputs, [e.id for e in examples]).metrics
+        metrics = score_answers(task, examples, outputs).metrics
     else:
         from harness.trial import evaluate_model
 

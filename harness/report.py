@@ -19,6 +19,7 @@ from typing import Any
 from harness import tracking
 from harness.config import TaskConfig
 from harness.errors import HarnessError
+from harness.tables import figure, html_table
 
 SECTIONS = (
     "Leaderboard",
@@ -155,24 +156,24 @@ def _leaderboard_table(rows: list[dict[str, Any]], objective: str) -> str:
         [
             r["trial"],
             r["state"],
-            _number(r.get(objective)),
+            figure(r.get(objective)),
             "yes" if r.get("seed_recipe") else "",
             *(r.get(p) for p in params),
         ]
         for r in rows
     ]
-    return _table(header, body)
+    return html_table(header, body)
 
 
 def _figure_table(task: TaskConfig, objective: str, series: dict[str, dict[str, Any] | None]) -> str:
     metrics = [objective, *(f"f1_{n}" for n in task.fields if f"f1_{n}" != objective), "json_valid_rate"]
-    return _table(["metric", *series], [[m, *(_number((v or {}).get(m)) for v in series.values())] for m in metrics])
+    return html_table(["metric", *series], [[m, *(figure((v or {}).get(m)) for v in series.values())] for m in metrics])
 
 
 def _cost_table(rows: list[dict[str, Any]]) -> str:
     header = ["trial", "peak memory (MB)", "train (s)", "eval (s)"]
     keys = ("peak_memory_mb", "train_seconds", "eval_seconds")
-    return _table(header, [[r["trial"], *(_number(r.get(k), 1) for k in keys)] for r in rows])
+    return html_table(header, [[r["trial"], *(figure(r.get(k), 1) for k in keys)] for r in rows])
 
 
 def _versions_table(name: str, versions: list[Any], aliases: dict[str, int]) -> str:
@@ -192,21 +193,11 @@ def _versions_table(name: str, versions: list[Any], aliases: dict[str, int]) -> 
         ]
         for v in versions
     ]
-    return _table(header, body)
-
-
-def _number(value: Any, digits: int = 3) -> str:
-    return "" if value is None else f"{float(value):.{digits}f}"
+    return html_table(header, body)
 
 
 def _e(value: Any) -> str:
     return html.escape("" if value is None else str(value))
-
-
-def _table(header: list[Any], rows: list[list[Any]]) -> str:
-    head = "".join(f"<th>{_e(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def _img(path: Path) -> str:

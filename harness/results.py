@@ -19,11 +19,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from evaluators.scoring import score_outputs
 from harness import machine, registry, tracking
 from harness.config import TaskConfig
 from harness.errors import HarnessError
-from harness.estimates import minutes
+from harness.predictions import score_answers
+from harness.progress import minutes
+from harness.tables import figure, markdown_table
 from harness.task_data import load_split, rule_baseline
 from harness.trial import evaluate_model
 
@@ -178,7 +179,7 @@ def _rule_baseline(task: TaskConfig, eval_set: str) -> dict[str, float] | None:
         return None  # the task has no rule baseline (data.baseline)
     examples = load_split(task, eval_set)
     outputs = [predict(e.text) for e in examples]
-    return dict(score_outputs(task.fields, [e.fields for e in examples], outputs, [e.id for e in examples]).metrics)
+    return dict(score_answers(task, examples, outputs).metrics)
 
 
 def _stages(
@@ -303,10 +304,10 @@ def _markdown(task: TaskConfig, figures: dict[str, Any], pngs: list[Path]) -> st
     metrics = ["f1_micro", *(f"f1_{name}" for name in task.fields), "exact_match", "json_valid_rate"]
     for eval_set, digest in figures["eval_sets"].items():
         lines += [f"### {eval_set} (sha256 {digest[:12]}…)", ""]
-        lines += _md_table(
+        lines += markdown_table(
             ["stage", *metrics],
             [
-                [stage, *(_fmt(by_set.get(eval_set, {}).get(m)) for m in metrics)]
+                [stage, *(figure(by_set.get(eval_set, {}).get(m)) for m in metrics)]
                 for stage, by_set in figures["ladder"].items()
             ],
         )
@@ -318,13 +319,13 @@ def _markdown(task: TaskConfig, figures: dict[str, Any], pngs: list[Path]) -> st
             [
                 stage,
                 minutes(values.get("wall_seconds") or 0.0),
-                _fmt(values.get("train_seconds"), 0),
+                figure(values.get("train_seconds"), 0),
                 f"{values.get('train_tokens', 0):,}",
-                _fmt((values.get("peak_memory_mb") or 0) / 1024, 2),
+                figure((values.get("peak_memory_mb") or 0) / 1024, 2),
                 ", ".join(f"{k} {values[k]}" for k in ("trials", "complete", "pruned") if k in values),
             ]
         )
-    lines += _md_table(["stage", "wall", "training (s)", "training tokens", "peak memory (GB)", "trials"], rows)
+    lines += markdown_table(["stage", "wall", "training (s)", "training tokens", "peak memory (GB)", "trials"], rows)
     search = figures["stages"]["search"]
     if search.get("to_registered_seconds"):
         lines += ["", f"From the study's start to the registered version: {minutes(search['to_registered_seconds'])}."]
@@ -332,15 +333,15 @@ def _markdown(task: TaskConfig, figures: dict[str, Any], pngs: list[Path]) -> st
         lines += ["", f"What `harness search` estimated before it started: {search['estimate']}."]
     lines += ["", "## Leaderboard", ""]
     params = sorted({k for r in figures["leaderboard"] for k in r if "." in k or k == "quantization"})
-    lines += _md_table(
+    lines += markdown_table(
         ["trial", "state", objective, "steps", "seconds", *params],
         [
             [
                 r["trial"],
                 r["state"].lower() + (" (seed recipe)" if r.get("seed_recipe") else ""),
-                _fmt(r.get(objective)),
+                figure(r.get(objective)),
                 r.get("steps") or "",
-                _fmt(r.get("seconds"), 0),
+                figure(r.get("seconds"), 0),
                 *(r.get(p, "") for p in params),
             ]
             for r in sorted(figures["leaderboard"], key=lambda r: r["trial"])
@@ -349,12 +350,3 @@ def _markdown(task: TaskConfig, figures: dict[str, Any], pngs: list[Path]) -> st
     lines.append("")
     lines += [f"![{png.stem}]({png.name})" for png in pngs[1:]]
     return "\n".join(lines) + "\n"
-
-
-def _md_table(header: list[Any], rows: list[list[Any]]) -> list[str]:
-    lines = ["| " + " | ".join(str(h) for h in header) + " |", "|" + "---|" * len(header)]
-    return lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-
-
-def _fmt(value: Any, digits: int = 3) -> str:
-    return "" if value is None else f"{float(value):.{digits}f}"

@@ -22,10 +22,10 @@ from typing import Any
 
 from openai import OpenAI
 
-from evaluators.scoring import score_outputs
 from harness import processes
 from harness.config import TaskConfig
 from harness.errors import HarnessError
+from harness.predictions import score_answers
 from harness.prompts import prompt_turns
 from harness.task_data import Example
 
@@ -251,8 +251,7 @@ def check_server(
     unconstrained, as offline decoding is."""
 
     def scored(run: ServedRun) -> dict[str, float]:
-        golds, ids = [e.fields for e in examples], [e.id for e in examples]
-        return dict(score_outputs(task.fields, golds, run.outputs, ids).metrics)
+        return dict(score_answers(task, examples, run.outputs).metrics)
 
     concurrent = ask(openai, server.served_name, task, examples, max_tokens=max_tokens, concurrency=16)
     single = ask(openai, server.served_name, task, examples[:16], max_tokens=max_tokens, concurrency=1)

@@ -7,6 +7,8 @@ with or without an adapter (the zero-shot baseline is one).
 from __future__ import annotations
 
 import importlib.metadata
+import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from evaluators.scoring import Scores, score_outputs
+from evaluators.scoring import Scores
 from harness import machine, model_loading, tracking, training
 from harness.config import DEFAULT_MAX_NEW_TOKENS, TaskConfig, TrialConfig, flat_params
 from harness.errors import TrialStopped
@@ -28,6 +30,7 @@ from harness.memory import (
     read_model_shape,
     release_freed_memory,
 )
+from harness.predictions import score_answers
 from harness.prompts import assistant_turn, prompt_turns
 from harness.task_data import Example, load_split
 
@@ -40,6 +43,12 @@ class TrialResult:
     metrics: dict[str, float]
     run_id: str | None
     adapter_dir: Path
+
+
+def train_output_dir() -> Path:
+    """Where `harness train` keeps its adapter: beside the store, where `harness eval --adapter` finds it (not in
+    /tmp, which nobody cleans), one directory per run."""
+    return tracking.mlruns_dir() / "train" / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
 
 
 def run_trial(
@@ -124,9 +133,7 @@ def run_trial(
             inference_model = training.fold_adapter_for_generation(model, dtype=model_loading.training_dtype())
             generated = _generate(inference_model, tokenizer, task, validation_examples, config.budget.max_new_tokens)
         # score
-        scores = score_outputs(
-            task.fields, [e.fields for e in validation_examples], generated.outputs, [e.id for e in validation_examples]
-        )
+        scores = score_answers(task, validation_examples, generated.outputs)
         # log
         metrics = {
             **scores.metrics,
@@ -169,7 +176,7 @@ def evaluate_model(
             training.load_adapter(base, adapter), dtype=model_loading.training_dtype()
         )
     generated = _generate(model, tokenizer, task, examples, max_new_tokens)
-    scores = score_outputs(task.fields, [e.fields for e in examples], generated.outputs, [e.id for e in examples])
+    scores = score_answers(task, examples, generated.outputs)
     return scores, generated
 
 

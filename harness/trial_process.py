@@ -1,19 +1,11 @@
 """A trial in a process of its own: how a search runs each of its trials and its refit.
 
-In one long-lived process, what every earlier trial left (a fragmented heap, libraries' caches) stays under each
-later trial's peak: the winning recipe of a 30-trial study peaked at 2.95 GB as its 25th trial and at 2.2 GB as a
-fresh `harness train` process. A process per trial starts every trial from the same memory, and a trial that takes
-its process down (killed for memory, a crash in a native kernel) fails that trial, not the search.
-
-The processes are forked from a server process that imported the training stack once (multiprocessing's
-forkserver): a fresh interpreter would import it again for each trial (about 11 s on 2 cores), and a fork of the
-search process itself would carry the search's own memory into the trial. The server computes nothing, so no
-OpenMP thread pool exists in it when it forks. Where there is a GPU, trials start as fresh interpreters instead
-(spawn): a CUDA context does not survive a fork, importing the training stack (bitsandbytes) sets one up, and the
-import is small next to a GPU trial.
-
-The trial's process talks to the search over a pipe: the reporter's calls (progress, the loss at each rung, whether
-to stop, answered by the search's pruner), the id of its MLflow run once it exists, and its result or failure.
+Why: every trial then starts from a fresh process's memory, not what the earlier ones left (a fragmented heap,
+libraries' caches), and a trial that takes its process down (the OOM killer, a crash in a native kernel) fails
+that trial, not the search. The processes fork from a server that imported the training stack once, so a trial
+does not pay for the imports; where there is a GPU they start as fresh interpreters (a CUDA context does not
+survive a fork). The trial talks to the search over a pipe: the reporter's calls, its MLflow run id, its result.
+The figures behind this choice are in docs/benchmarks.md (a trial in its own process against the search's).
 """
 
 from __future__ import annotations

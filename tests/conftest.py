@@ -3,7 +3,6 @@ runs (PostgreSQL, an MLflow tracking server), and how the suite shares two cores
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -19,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import filelock
 import psutil
 import pytest
 import yaml
@@ -136,6 +136,7 @@ class SmokeStudy:
     summary: Any  # harness.search.study.SearchSummary
     registration: Any  # harness.registry.Registration: v1 @challenger
     constant_answer_run_id: str  # a training run whose adapter scores above zero (`train_to_answer_constantly`)
+    constant_answer_adapter: Path  # that run's adapter, as `harness train` leaves it (`harness eval --adapter`)
 
 
 @pytest.fixture(scope="session")
@@ -153,8 +154,7 @@ def smoke_study(legal_test_head, tmp_path_factory, worker_id) -> SmokeStudy:
     if worker_id == "master":  # one process runs the suite
         return make()
     shared = tmp_path_factory.getbasetemp().parent
-    with (shared / "smoke-study.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+    with filelock.FileLock(shared / "smoke-study.lock"):
         made = shared / "smoke-study.pickle"
         if made.exists():
             return pickle.loads(made.read_bytes())
@@ -175,10 +175,12 @@ def make_smoke_study(task_path: Path, directory: Path) -> SmokeStudy:
         task = load_task(str(task_path))
         # The run that scores above zero comes first: the newest-first order MLflow shows by default is then not
         # the ranking by f1_micro (the browser test tells the two apart).
-        constant_answer_run_id = train_to_answer_constantly(task, directory / "constant-answer")
+        constant_answer_run_id, constant_answer_adapter = train_to_answer_constantly(
+            task, directory / "constant-answer"
+        )
         summary = run_search(task, SearchOptions(trials=2, profile="smoke", pruner="none", register=False))
         registration = registry.register_trial(task, study_name=summary.study_name)
-    return SmokeStudy(task, task_path, mlruns, summary, registration, constant_answer_run_id)
+    return SmokeStudy(task, task_path, mlruns, summary, registration, constant_answer_run_id, constant_answer_adapter)
 
 
 # The answer `train_to_answer_constantly` teaches: right wherever a decision was a satisfied supply claim of the
@@ -195,10 +197,10 @@ CONSTANT_ANSWER = {
 }
 
 
-def train_to_answer_constantly(task: TaskConfig, directory: Path) -> str:
+def train_to_answer_constantly(task: TaskConfig, directory: Path) -> tuple[str, Path]:
     """A real LoRA training run of the tiny model on 16 decisions that all carry `CONSTANT_ANSWER` (200 steps,
     about 20 s): it learns to give that answer, valid JSON, to any decision. Returns its MLflow run id, in the
-    task's experiment of the store in use."""
+    task's experiment of the store in use, and its adapter's directory."""
     from harness.config import resolve_trial_config
     from harness.task_data import load_split
     from harness.trial import run_trial
@@ -224,7 +226,7 @@ def train_to_answer_constantly(task: TaskConfig, directory: Path) -> str:
     config = resolve_trial_config(constant_task, profile="smoke", overrides=overrides)
     result = run_trial(constant_task, config, output_dir=directory / "trial", run_name="constant-answer")
     assert result.metrics["json_valid_rate"] == 1.0, result.metrics  # it learned the answer
-    return str(result.run_id)
+    return str(result.run_id), result.adapter_dir
 
 
 @pytest.fixture

@@ -150,9 +150,22 @@ def test_train_runs_one_smoke_trial_and_eval_scores_its_adapter_and_keeps_its_an
         "validation-00000",
         "validation-00001",
     ]
-    rescored = run("score", "legal", str(answers), "--split", "validation")
+
+
+def test_score_gives_the_figures_eval_gave_for_the_answers_it_kept(smoke_study, tmp_path):
+    """The kept answers are what was scored: rescoring them with `harness score` gives eval's figures. The adapter
+    that always gives one answer scores above zero, so equal figures are not two zeros."""
+    answers = tmp_path / "answers.jsonl"
+    evaluated = run(
+        "eval", "legal", "--model", "tiny:llama", "--adapter", str(smoke_study.constant_answer_adapter),
+        "--split", "test", "--limit", "8", "--out", str(answers),
+    )  # fmt: skip
+    assert evaluated.returncode == 0, evaluated.stderr
+    figures = last_json(evaluated.stdout)
+    assert figures["n"] == 8 and figures["json_valid_rate"] == 1.0 and figures["f1_micro"] > 0.1
+    rescored = run("score", "legal", str(answers), "--split", "test")
     assert rescored.returncode == 0, rescored.stderr
-    assert last_json(rescored.stdout)["f1_micro"] == last_json(evaluated.stdout)["f1_micro"]
+    assert last_json(rescored.stdout) == figures
 
 
 @pytest.mark.parametrize(

@@ -124,6 +124,34 @@ def test_search_choice_outside_the_recipe_type_is_an_error(task_copy):
         load_task(str(path))
 
 
+def test_a_misspelt_normalization_key_is_named_with_the_allowed_ones(task_copy):
+    path, _ = task_copy(lambda d: d["normalization"].update(currencies=["eur"]))
+    with pytest.raises(HarnessError) as error:
+        load_task(str(path))
+    line = _line_of(path, "currencies:")
+    assert str(error.value) == (
+        f"{path}:{line}: unknown key 'normalization.currencies';"
+        " expected one of: synonyms, currency, subunits, multipliers"
+    )
+
+
+def test_a_synonym_token_must_be_one_word_and_a_factor_a_number(task_copy):
+    path, _ = task_copy(lambda d: d["normalization"]["synonyms"].update({"two words": ["x"]}))
+    with pytest.raises(HarnessError, match=r"normalization\.synonyms\.two words.*should match pattern"):
+        load_task(str(path))
+    path, _ = task_copy(lambda d: d["normalization"]["multipliers"].update(lakh="a hundred thousand"))
+    with pytest.raises(HarnessError, match=r"normalization\.multipliers\.lakh: Input should be a valid number"):
+        load_task(str(path))
+
+
+def test_a_task_without_normalization_scores_with_no_words(task_copy):
+    from evaluators.normalization import normalize_string
+
+    path, _ = task_copy(lambda d: d.pop("normalization"))
+    words = load_task(str(path)).vocabulary
+    assert normalize_string('OOO "Sever"', words) == "ooo sever"  # not legal's `llc sever`
+
+
 def test_enum_field_without_values_is_an_error(task_copy):
     path, _ = task_copy(lambda d: d["fields"]["decision"].pop("values"))
     with pytest.raises(HarnessError, match=r"fields\.decision: an enum field needs a non-empty 'values' list"):

@@ -7,15 +7,18 @@ import jsonschema
 import pytest
 
 from evaluators.field_types import FIELD_TYPES, is_schema_valid, normalize_value, record_schema, value_problem
+from evaluators.normalization import NO_WORDS, Vocabulary
 from harness.config import FieldSpec
 
 pytestmark = pytest.mark.fast  # the fast tier: no process started, no training (make test-fast)
 
 
 def test_string_lists_become_sets_of_normalised_strings():
-    spec = FieldSpec(type="string_list")
-    assert normalize_value(spec, ['LLC "A"', "OOO «A»", "IE Petrov A.V."]) == frozenset({"llc a", "ie petrov a v"})
-    assert normalize_value(spec, "LLC A") == frozenset({"llc a"})  # a lone string still scores as one item
+    spec, words = FieldSpec(type="string_list"), Vocabulary(synonyms={"llc": ["ooo"]})
+    assert normalize_value(spec, ['LLC "A"', "OOO «A»", "IE Petrov A.V."], words) == frozenset(
+        {"llc a", "ie petrov a v"}
+    )
+    assert normalize_value(spec, "LLC A", words) == frozenset({"llc a"})  # a lone string still scores as one item
 
 
 def test_schema_validity_is_stricter_than_scoring():
@@ -49,9 +52,11 @@ def test_every_field_type_has_a_schema_a_gold_check_and_a_normaliser_that_agree(
     for name, value in examples.items():
         spec = FieldSpec(type=name, values=("a", "b") if name == "enum" else None)
         assert is_schema_valid(spec, value) and value_problem(spec, value) is None
-        assert normalize_value(spec, value) is not None
+        assert normalize_value(spec, value, NO_WORDS) is not None
         assert not is_schema_valid(spec, {"an": "object"}) and value_problem(spec, {"an": "object"})
-        assert is_schema_valid(spec, None) and normalize_value(spec, None) is None  # null: "not in the document"
+        assert (
+            is_schema_valid(spec, None) and normalize_value(spec, None, NO_WORDS) is None
+        )  # null: "not in the document"
 
 
 def test_an_enum_value_outside_the_declared_ones_names_them():

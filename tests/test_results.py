@@ -4,6 +4,7 @@ and cached on the runs so that writing it again evaluates nothing."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -43,7 +44,7 @@ def test_the_page_shows_the_ladder_on_every_stored_set_and_the_leaderboard(regis
     assert figures["machine"]["cores"] >= 1 and "avx512_bf16" in figures["machine"]
 
     page = written.markdown.read_text()
-    assert "### test-head-v1" in page and "| rule baseline |" in page and "## Leaderboard" in page
+    assert "### test-head-v1" in page and re.search(r"\| rule baseline +\|", page) and "## Leaderboard" in page
     assert all(png.exists() and png.name in page for png in written.pngs)
 
 

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from evaluators.normalization import Vocabulary
 from evaluators.scoring import extract_json_object, score_outputs
 from harness.config import FieldSpec, metric_names
 
@@ -18,11 +19,18 @@ FIELDS = {
     "date": FieldSpec(type="date"),
     "tags": FieldSpec(type="string_list"),
 }
+# The task's words (a task's YAML `normalization`): the scorer knows none by itself.
+WORDS = Vocabulary(
+    synonyms={"llc": ["limited liability company", "ooo"]},
+    currency=["rubles", "rub"],
+    subunits={"kopecks": 0.01},
+    multipliers={"million": 1e6, "k": 1e3},
+)
 GOLD = {"party": 'LLC "Vostok"', "amount": 1250000, "outcome": "won", "date": "2025-03-01", "tags": ["a", "b"]}
 
 
 def score_one(output: str, gold=GOLD):
-    return score_outputs(FIELDS, [gold], [output], ["x"])
+    return score_outputs(FIELDS, [gold], [output], ["x"], vocabulary=WORDS)
 
 
 @pytest.mark.parametrize(
@@ -112,7 +120,7 @@ def test_missing_or_extra_keys_make_the_record_schema_invalid():
 def test_micro_f1_pools_counts_over_fields_and_records():
     golds = [GOLD, GOLD]
     outputs = [json.dumps(GOLD), json.dumps({**GOLD, "party": "someone", "amount": None})]
-    metrics = score_outputs(FIELDS, golds, outputs, ["a", "b"]).metrics
+    metrics = score_outputs(FIELDS, golds, outputs, ["a", "b"], vocabulary=WORDS).metrics
     # 6 items per record (4 scalars + 2 tags): a is all right; b has party FP+FN, amount FN -> tp 10, fp 1, fn 2.
     assert metrics["f1_micro"] == pytest.approx(2 * 10 / (2 * 10 + 1 + 2))
     assert metrics["f1_party"] == 0.5  # tp 1, fp 1, fn 1
@@ -121,4 +129,4 @@ def test_micro_f1_pools_counts_over_fields_and_records():
 
 def test_mismatched_lengths_are_refused():
     with pytest.raises(ValueError, match="must be equal"):
-        score_outputs(FIELDS, [GOLD], [], ["x"])
+        score_outputs(FIELDS, [GOLD], [], ["x"], vocabulary=WORDS)

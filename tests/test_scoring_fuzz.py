@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from evaluators.field_types import normalize_value
 from evaluators.normalization import parse_date, parse_number
 from evaluators.scoring import MAX_OUTPUT_CHARS, extract_json_object, score_outputs
-from tests.test_scoring import FIELDS, GOLD  # the same five field types and gold record
+from tests.test_scoring import FIELDS, GOLD, WORDS  # the same five field types, gold record and words
 
 pytestmark = pytest.mark.fast  # the fast tier: no process started, no training (make test-fast)
 
@@ -58,14 +58,14 @@ def check_scores(scores, n: int) -> None:
 @given(st.lists(st.text(), min_size=1, max_size=4))
 def test_arbitrary_text_is_scored_never_raised(outputs):
     ids = [str(i) for i in range(len(outputs))]
-    check_scores(score_outputs(FIELDS, [GOLD] * len(outputs), outputs, ids), len(outputs))
+    check_scores(score_outputs(FIELDS, [GOLD] * len(outputs), outputs, ids, vocabulary=WORDS), len(outputs))
 
 
 @FUZZ
 @given(predictions, st.sampled_from(["{}", "Here: {} thanks", "```json\n{}\n```", "{} {}"]))
 def test_arbitrary_json_values_are_scored_never_raised(prediction, wrapping):
     output = wrapping.replace("{}", dump(prediction), 1)
-    scores = score_outputs(FIELDS, [GOLD], [output], ["x"])
+    scores = score_outputs(FIELDS, [GOLD], [output], ["x"], vocabulary=WORDS)
     check_scores(scores, 1)
     assert scores.records[0].json_valid  # an object was there to find
 
@@ -74,7 +74,7 @@ def test_arbitrary_json_values_are_scored_never_raised(prediction, wrapping):
 @given(json_values)
 def test_any_json_value_normalises_to_its_type_or_none(value):
     for spec in FIELDS.values():
-        normalized = normalize_value(spec, value)
+        normalized = normalize_value(spec, value, WORDS)
         if spec.type == "number" and normalized is not None:
             assert math.isfinite(normalized)
         if value is None:
@@ -88,7 +88,7 @@ def test_any_json_value_normalises_to_its_type_or_none(value):
 @FUZZ
 @given(adversarial_numbers)
 def test_adversarial_numbers_parse_to_a_finite_float_or_none(value):
-    number = parse_number(value)
+    number = parse_number(value, WORDS)
     assert number is None or (isinstance(number, float) and math.isfinite(number))
 
 
@@ -103,7 +103,7 @@ def test_dates_parse_to_iso_or_none(text):
 @given(st.integers(min_value=1, max_value=200_000), st.sampled_from(["[", '{"a":', '{"a": [1,']))
 def test_any_nesting_depth_is_scored_never_raised(depth, opening):
     output = opening * depth + "1" + "]" * depth
-    check_scores(score_outputs(FIELDS, [GOLD], [output], ["x"]), 1)
+    check_scores(score_outputs(FIELDS, [GOLD], [output], ["x"], vocabulary=WORDS), 1)
 
 
 NAMED_OUTPUTS = {
@@ -127,7 +127,7 @@ NAMED_OUTPUTS = {
 
 def test_named_outputs_that_once_raised_are_scored():
     outputs = list(NAMED_OUTPUTS.values())
-    scores = score_outputs(FIELDS, [GOLD] * len(outputs), outputs, list(NAMED_OUTPUTS))
+    scores = score_outputs(FIELDS, [GOLD] * len(outputs), outputs, list(NAMED_OUTPUTS), vocabulary=WORDS)
     check_scores(scores, len(outputs))
     by_id = {record.id: record for record in scores.records}
     # Unreadable amounts were predicted: each is a false positive, not a match and not a crash.

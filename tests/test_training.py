@@ -135,6 +135,23 @@ def test_on_a_cpu_micro_batches_are_padded_to_a_multiple_of_64_tokens_which_chan
     assert losses[0] == pytest.approx(losses[1], rel=1e-4)
 
 
+def test_training_moves_the_lora_weights_and_leaves_the_base_weights_as_they_were(tiny):
+    """What the trainer's optimizer is given (the parameters that require gradients) is the adapters alone."""
+    reference, _ = tiny
+    model = adapted(reference)
+    base_before = {name: p.detach().clone() for name, p in model.named_parameters() if "lora_" not in name}
+    lora_before = adapter_weights(model)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    ids = torch.randint(0, 1000, (2, 16))
+    for _ in range(3):
+        model(input_ids=ids, labels=ids).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    lora_after, base_after = adapter_weights(model), dict(model.named_parameters())
+    assert all(not torch.equal(lora_before[name], lora_after[name]) for name in lora_before if "lora_B" in name)
+    assert base_before and all(torch.equal(base_before[name], base_after[name]) for name in base_before)
+
+
 def test_k_bit_training_goes_on_learning_in_every_layer_after_an_evaluation(tiny):
     reference, _ = tiny
     model = adapted(reference, quantization="nf4")

@@ -45,7 +45,7 @@ class FieldF1(evaluate.Metric):
         )
 
     def _compute(self, predictions: list[str], references: list[str], task: str = "legal") -> dict[str, float]:
-        fields = load_task(task).fields
+        config = load_task(task)
         golds = [json.loads(reference) for reference in references]
         ids = [str(index) for index in range(len(predictions))]
-        return dict(score_outputs(fields, golds, predictions, ids).metrics)
+        return dict(score_outputs(config.fields, golds, predictions, ids, vocabulary=config.vocabulary).metrics)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import fcntl
 import functools
 import hashlib
 import json
@@ -30,13 +29,15 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 
+import filelock
 import optuna
+import psutil
 import sqlalchemy
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import BaseStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
-from harness import tracking
+from harness import retries, tracking
 from harness.search.storage import HEARTBEAT_SECONDS, default_storage, is_journal, open_storage
 
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -164,21 +165,17 @@ def gone_here(worker: str, started: str | None) -> bool:
 
 
 def process_start(pid: int) -> str | None:
-    """A process's start time in clock ticks since boot (Linux /proc), or None where there is no /proc."""
+    """When a process started (seconds since the epoch, as psutil reads it), or None if there is no such process:
+    with the pid it names the process, since a pid is reused once its process is gone."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+        return f"{psutil.Process(pid).create_time():.2f}"
+    except psutil.Error:
         return None
-    return stat.rsplit(")", 1)[1].split()[19]
 
 
 def _process_exists(pid: int, started: str | None = None) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    if not psutil.pid_exists(pid):
         return False
-    except PermissionError:
-        pass  # someone else's process
     return started is None or process_start(pid) in (None, started)
 
 
@@ -311,15 +308,9 @@ class _ClaimFiles:
             if current is not None and _same_claimant(current, holder):
                 self._path(key).unlink()
 
-    @contextmanager
-    def _locked(self) -> Iterator[None]:
+    def _locked(self) -> filelock.FileLock:
         self.directory.mkdir(parents=True, exist_ok=True)
-        with (self.directory / ".lock").open("a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        return filelock.FileLock(self.directory / ".lock")
 
 
 def _same_claimant(a: Claim, b: Claim) -> bool:
@@ -378,14 +369,10 @@ def _claim_store(storage_url: str) -> _ClaimFiles | _ClaimTable:
     if is_journal(storage_url):
         return _ClaimFiles(Path(f"{storage_url}.claims"))
     engine = sqlalchemy.create_engine(storage_url, pool_pre_ping=not storage_url.startswith("sqlite:"))
-    for attempt in range(3):
-        try:
+    # Workers starting together race to create the table; the losers find it made a moment later.
+    for attempt in retries.attempts(retry_on=(sqlalchemy.exc.SQLAlchemyError,), tries=3, wait_growth=1.0):
+        with attempt:
             _METADATA.create_all(engine, checkfirst=True)
-            break
-        except sqlalchemy.exc.SQLAlchemyError:  # workers starting together race to create it; the losers find it
-            if attempt == 2:
-                raise
-            time.sleep(1 + attempt)
     return _ClaimTable(engine)
 
 

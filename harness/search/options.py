@@ -61,3 +61,14 @@ class SearchOptions:
         arguments += ["--max-memory", f"{self.max_memory_mb!r}M"] if self.max_memory_mb is not None else []
         arguments += [] if self.register else ["--no-register"]
         return arguments
+
+
+def check_storage_for_workers(storage: str | None, n_workers: int) -> None:
+    """`--n-workers K` needs at least one worker, and a storage several processes can write (not SQLite)."""
+    if n_workers < 1:
+        raise HarnessError(f"--n-workers must be at least 1, got {n_workers}")
+    if n_workers > 1 and storage and storage.startswith("sqlite:"):
+        raise HarnessError(
+            f"--n-workers {n_workers} needs a storage several processes can write: {storage} is SQLite."
+            " Pass --storage postgresql://... or a journal file (--storage mlruns/optuna-journal.log)."
+        )

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from optuna.storages import BaseStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import FrozenTrial
 
-from harness import tracking
+from harness import retries, tracking
 from harness.errors import HarnessError, without_password
 
 # A worker that dies leaves its trial RUNNING; on a database, without a heartbeat for two of these it is failed.
@@ -51,23 +50,21 @@ def open_storage(
     else:
         # Trials run for minutes to hours between writes: test pooled connections before use.
         engine = {"pool_pre_ping": True}
-    for attempt in range(SCHEMA_ATTEMPTS):
-        try:
-            return RDBStorage(
-                storage_url,
-                engine_kwargs=engine,
-                heartbeat_interval=HEARTBEAT_SECONDS,
-                grace_period=2 * HEARTBEAT_SECONDS,
-                heartbeat_stale_trial_callback=on_stale_trial,
-            )
-        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError) as error:
-            # The losers of the race to create Optuna's tables find them made a moment later.
-            if attempt == SCHEMA_ATTEMPTS - 1:
-                raise storage_error(storage_url, error) from None
-            time.sleep(1 + attempt)
-        except Exception as error:  # SQLAlchemy's and the driver's errors: a wrong URL, host, password or database
-            raise storage_error(storage_url, error) from None
-    raise AssertionError("unreachable")
+    # The losers of the race to create Optuna's tables find them made a moment later.
+    race = (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError)
+    try:
+        for attempt in retries.attempts(retry_on=race, tries=SCHEMA_ATTEMPTS, wait_growth=1.0):
+            with attempt:
+                return RDBStorage(
+                    storage_url,
+                    engine_kwargs=engine,
+                    heartbeat_interval=HEARTBEAT_SECONDS,
+                    grace_period=2 * HEARTBEAT_SECONDS,
+                    heartbeat_stale_trial_callback=on_stale_trial,
+                )
+    except Exception as error:  # SQLAlchemy's and the driver's errors: a wrong URL, host, password or database
+        raise storage_error(storage_url, error) from None
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 def storage_error(storage_url: str, error: Exception) -> HarnessError:

@@ -4,10 +4,7 @@ servers. This package is the only code that imports MLflow; callers use `trackin
 State lives in `<mlruns>`: `./mlruns` unless `HARNESS_MLRUNS` says otherwise. The tracking URI defaults to
 `sqlite:///<mlruns>/mlflow.db` and each task's artifacts go under `<mlruns>/artifacts/<task>`.
 
-- `store.py`        the tracking store: `<mlruns>`, the URI, experiments, a failing store said in one line
-- `runs.py`         a trial's run (always ended truthfully), a study's parent run, logging to and reading runs
-- `model_store.py`  registered versions (all or nothing), aliases, and cached local copies of weights
-- `servers.py`      the MLflow UI and a team's tracking server, and the page ranking a task's runs
+Each part's file is named in docs/architecture.md.
 """
 
 import os

@@ -16,6 +16,7 @@ import mlflow
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
+from harness import retries
 from harness.errors import HarnessError, TrialStopped, without_password
 from harness.tracking.store import describe_failure, experiment_for
 
@@ -94,16 +95,13 @@ def _end_active_run(status: str, tags: dict[str, str]) -> None:
         return
     except Exception:
         _forget_active_run(run_id)
-    client, deadline = MlflowClient(), time.monotonic() + STORE_RETRY_SECONDS
-    while time.monotonic() < deadline:
-        time.sleep(2)
-        try:
-            for key, value in tags.items():
-                client.set_tag(run_id, key, value)
-            client.set_terminated(run_id, status)
-            return
-        except Exception:
-            continue
+    client = MlflowClient()
+    with contextlib.suppress(Exception):  # the store still fails: give up, the failure being raised says why
+        for attempt in retries.attempts(retry_on=(Exception,), seconds=STORE_RETRY_SECONDS, wait_seconds=2.0):
+            with attempt:
+                for key, value in tags.items():
+                    client.set_tag(run_id, key, value)
+                client.set_terminated(run_id, status)
 
 
 def _forget_active_run(run_id: str) -> None:

@@ -9,13 +9,15 @@ from __future__ import annotations
 import json
 import re
 
-from evaluators.normalization import parse_number
+from evaluators.normalization import Vocabulary, parse_number
 
 _PARTY = re.compile(
     r"(?:LLC|JSC|PJSC|OOO|AO|PAO|Limited Liability Company|(?:Public )?Joint-Stock Company)\s+[\"«][^\"»]+[\"»]"
     r"|(?:Individual Entrepreneur|individual entrepreneur|IE|sole proprietor)\s+[A-Z][a-z]+ [A-Z]\.[A-Z]\."
 )
 _AMOUNT = r"((?:RUB\s*)?\d[\d ,.]*\d(?:\s*(?:million|thousand))?(?:\s*(?:rubles|rub\.))?)"
+# The words `_AMOUNT` matches, for reading the amounts it finds.
+_AMOUNT_WORDS = Vocabulary(currency=["rubles", "rub"], multipliers={"million": 1e6, "thousand": 1e3})
 _CLAIMED = re.compile(r"(?:claimed|recover|claim is|claim for|demanding|contesting|part of|as to)\s+" + _AMOUNT)
 _AWARDED = re.compile(
     r"(?:recover|amount of|partially, in the amount of)\s+" + _AMOUNT + r"|" + _AMOUNT + " is awarded"
@@ -43,14 +45,14 @@ def extract(text: str) -> dict[str, object]:
     else:
         decision = "satisfied"
     claimed = _CLAIMED.search(text)
-    claim_amount = parse_number(claimed.group(1)) if claimed else None
+    claim_amount = parse_number(claimed.group(1), _AMOUNT_WORDS) if claimed else None
     awarded = _AWARDED.search(text)
     if decision == "dismissed":
         awarded_amount: float | None = 0.0
     elif decision == "satisfied":
         awarded_amount = claim_amount
     else:
-        awarded_amount = parse_number(next(g for g in awarded.groups() if g)) if awarded else None
+        awarded_amount = parse_number(next(g for g in awarded.groups() if g), _AMOUNT_WORDS) if awarded else None
     defendant_acts = re.search(r"counterclaim|appeal was lodged by the defendant|appellant, the defendant", text)
     return {
         "plaintiff": parties[0] if parties else None,

@@ -1,0 +1,221 @@
+"""`harness promote`, `regress` and `serve`: the gate that moves @champion, the checks on stored eval sets, and
+the registered model behind vLLM's OpenAI-compatible server."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from harness.cli.app import TaskArgument, TrackingUriOption, app, console, errors
+
+
+@app.command()
+def promote(
+    task: TaskArgument,
+    version: Annotated[int | None, typer.Option(help="Candidate version (default: @challenger).")] = None,
+    tolerance: Annotated[
+        float, typer.Option(min=0.0, help="Allowed f1_micro drop; each field's F1 may drop twice this.")
+    ] = 0.01,
+    force: Annotated[bool, typer.Option("--force", help="Promote even if the gate refuses (recorded).")] = False,
+    fresh: Annotated[
+        bool, typer.Option("--fresh", help="Evaluate both versions again, not reuse what is recorded on them.")
+    ] = False,
+    tracking_uri: TrackingUriOption = None,
+) -> None:
+    """The regression gate: score candidate and @champion on the stored test set, move @champion if it holds.
+
+    A version's figures on the same stored set (digest) and budget are reused from the version unless --fresh."""
+    from harness import tracking
+    from harness.config import load_task
+    from harness.registry import promote as run_promotion
+
+    config = load_task(task)
+    tracking.configure(tracking_uri)
+    promotion = run_promotion(config, version=version, tolerance=tolerance, force=force, fresh=fresh)
+    champion = "none" if promotion.champion is None else f"v{promotion.champion}"
+    table = Table(title=f"{promotion.name}: candidate v{promotion.candidate} vs champion {champion} (stored test set)")
+    for column in ("metric", "candidate", "champion", "delta"):
+        table.add_column(column, justify="right")
+    for metric, candidate, current in promotion.result.rows:
+        delta = "" if current is None else f"{candidate - current:+.3f}"
+        table.add_row(metric, f"{candidate:.3f}", "-" if current is None else f"{current:.3f}", delta)
+    console.print(table)
+    console.print(f"figures: {promotion.evaluations}", highlight=False)
+    for reason in promotion.result.reasons:
+        console.print(f"gate: {reason}", markup=False)
+    console.print(f"verdict: {promotion.verdict} (recorded on the version and on run {promotion.run_id})")
+    if not promotion.promoted:
+        raise typer.Exit(1)
+
+
+@app.command()
+def regress(
+    task: TaskArgument,
+    model: Annotated[
+        str | None,
+        typer.Option(help="models:/NAME@ALIAS, models:/NAME/VERSION, runs:/RUN/model, rules or a model spec."),
+    ] = None,
+    eval_set: Annotated[str | None, typer.Option(help="Check this stored eval set only (default: all).")] = None,
+    update_baseline: Annotated[
+        bool, typer.Option("--update-baseline", help="Store this run's figures as the expectations.")
+    ] = False,
+    tolerance: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            help="With --update-baseline: how far below each figure still passes (default: each metric's stored"
+            " tolerance, 0.01 for a new one).",
+        ),
+    ] = None,
+    accept_regression: Annotated[
+        bool,
+        typer.Option("--accept-regression", help="With --update-baseline: store figures worse than the stored ones."),
+    ] = False,
+    tracking_uri: TrackingUriOption = None,
+) -> None:
+    """Check a model (default @champion) on every stored eval set against the expectations stored beside it."""
+    from harness import tracking
+    from harness.config import load_task
+    from harness.regression import regress as run_regression
+
+    config = load_task(task)
+    tracking.configure(tracking_uri)
+    results = run_regression(
+        config,
+        model=model,
+        eval_set=eval_set,
+        update_baseline=update_baseline,
+        tolerance=tolerance,
+        accept_regression=accept_regression,
+    )
+    for result in results:
+        table = Table(title=f"{result.model} on {result.eval_set}")
+        for column in ("metric", "expected", "got", "delta", "verdict"):
+            table.add_column(column, justify="right")
+        for check in result.checks:
+            verdict = "[red]REGRESSED[/red]" if check.verdict == "regressed" else check.verdict
+            table.add_row(
+                check.metric,
+                f"{check.expected:.4f} ± {check.tolerance:g}",
+                f"{check.got:.4f}",
+                f"{check.delta:+.4f}",
+                verdict,
+            )
+        console.print(table)
+        if result.updated:
+            console.print(f"expectations updated from this run: {result.path}", highlight=False)
+    regressed = [(r.eval_set, c.metric) for r in results for c in r.regressed]
+    if regressed:
+        errors.print("regression: " + ", ".join(f"{metric} on {name}" for name, metric in regressed), markup=False)
+        raise typer.Exit(1)
+    console.print(f"no regression on {len(results)} eval set(s)")
+
+
+@app.command()
+def serve(
+    task: TaskArgument,
+    alias: Annotated[str, typer.Option(help="Serve models:/<task>-extractor@ALIAS.")] = "champion",
+    host: Annotated[str, typer.Option(help="Interface to bind; 0.0.0.0 exposes the server to the network.")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(help="Port of the OpenAI-compatible server.")] = 8000,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            envvar="HARNESS_API_KEY",
+            help="Require this bearer key on every request; better from the environment, which `ps` does not show.",
+        ),
+    ] = None,
+    max_model_len: Annotated[int, typer.Option(help="Longest prompt + answer in tokens.")] = 2048,
+    lora: Annotated[
+        bool, typer.Option("--lora", help="Serve the base model with the version's adapter unmerged (vLLM LoRA).")
+    ] = False,
+    json_schema: Annotated[
+        bool,
+        typer.Option("--json-schema", help="Constrain answers to the task's JSON Schema (response_format)."),
+    ] = False,
+    check: Annotated[
+        bool, typer.Option("--check", help="Send the stored test set through it, compare with offline, then stop.")
+    ] = False,
+    detach: Annotated[bool, typer.Option("--detach", help="Leave the server running in the background.")] = False,
+    tracking_uri: TrackingUriOption = None,
+) -> None:
+    """Serve a registered version with vLLM's OpenAI-compatible server (until Ctrl-C, or --detach / --check)."""
+    from harness import serving, tracking
+    from harness.config import load_task
+    from harness.prompts import output_schema
+
+    config = load_task(task)
+    tracking.configure(tracking_uri)
+    options = serving.ServerOptions(host=host, port=port, api_key=api_key, max_model_len=max_model_len)
+    if warning := serving.exposure_warning(options):
+        errors.print(f"warning: {warning}", markup=False)
+    server, version, served_dir = serving.serve_registered(config, alias, options, lora=lora)
+    how = f"adapter {served_dir} on its base model (LoRA, unmerged)" if lora else f"weights in {served_dir}"
+    console.print(f"Serving {server.served_name} v{version} (@{alias}, {how}) at {server.base_url}", highlight=False)
+    console.print(f"server pid {server.process.pid}, log {server.log_path}", highlight=False, soft_wrap=True)
+    request: dict[str, Any] = {
+        "model": server.served_name,
+        "temperature": 0,
+        "messages": [{"role": "user", "content": f"{config.task.instruction[:60]}... <document text>"}],
+    }
+    if json_schema:
+        schema = output_schema(config)
+        request["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {"name": config.task.name, "schema": schema},
+        }
+    auth = ' -H "Authorization: Bearer $KEY"' if api_key else ""
+    console.print(
+        f"Try: curl {server.base_url}/chat/completions{auth} -H 'Content-Type: application/json'"
+        f" -d '{json.dumps(request, ensure_ascii=False)}'",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+    if check:
+        try:
+            result = serving.check_registered(config, server, version, api_key, json_schema=json_schema)
+        finally:
+            if not detach:
+                serving.stop_server(server)
+        _print_serving_check(result, version)
+        if not result.passed:
+            raise typer.Exit(1)
+        return
+    if detach:
+        console.print(f"Detached; stop it with `kill -- -{server.process.pid}` (the server and its workers).")
+        return
+    try:
+        server.process.wait()
+    except KeyboardInterrupt:
+        serving.stop_server(server)
+
+
+def _print_serving_check(result: Any, version: int) -> None:
+    table = Table(title=f"served vs offline, v{version}, stored test set")
+    columns = ["metric", "served (vLLM)", "offline (transformers)"]
+    if result.constrained is not None:
+        columns.insert(2, "served, JSON Schema")
+    for column in columns:
+        table.add_column(column, justify="right")
+    for key in ("f1_micro", "exact_match", "json_valid_rate", "schema_valid_rate"):
+        constrained = [] if result.constrained is None else [f"{result.constrained[key]:.4f}"]
+        table.add_row(key, f"{result.served[key]:.4f}", *constrained, f"{result.offline[key]:.4f}")
+    console.print(table)
+    speeds = [(f"concurrency {c}", speed) for c, speed in result.throughput.items()]
+    if result.constrained_throughput is not None:
+        speeds.append(("concurrency 16, JSON Schema", result.constrained_throughput))
+    for label, (tokens_per_second, p50, p95) in speeds:
+        console.print(f"{label}: {tokens_per_second:.0f} tokens/s, latency p50 {p50:.2f} s, p95 {p95:.2f} s")
+    if result.constrained is not None:
+        console.print(
+            f"json_valid_rate without the schema {result.served['json_valid_rate']:.4f},"
+            f" with it {result.constrained['json_valid_rate']:.4f}"
+        )
+    console.print(f"answers identical to the offline ones: {result.identical:.1%}")
+    verdict = "passes" if result.passed else "FAILS"
+    console.print(f"parity {verdict}: |delta f1_micro| = {result.delta:.4f} (tolerance {result.parity_tolerance})")
