@@ -16,6 +16,7 @@ import multiprocessing
 import os
 import signal
 import traceback
+import uuid
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -28,6 +29,7 @@ from harness.errors import HarnessError, TrialStopped
 from harness.trial import TrialResult, run_trial
 
 tracking.import_first_run_modules()  # what MLflow imports at a process's first run: the fork server has it too
+ATTEMPT_TAG = "harness.attempt"  # one per process started: finds its run whatever happens to the process
 STOP_GRACE_SECONDS = 60  # for a stopped trial to end its MLflow run as KILLED before it is killed outright
 
 
@@ -50,6 +52,10 @@ def run_trial_in_own_process(
     the process dying); Ctrl-C or SIGTERM here stops the trial's process, which marks its run KILLED.
     `start_method`: "forkserver" or "spawn"; by default spawn where there is a GPU, else the fork server."""
     reporter = reporter or training.SilentReporter()
+    # Its run carries a tag known here before the process starts: a process killed between creating its run and
+    # telling us its id leaves a run that is still found, failed and reported.
+    attempt = uuid.uuid4().hex
+    options = {**options, "tags": {**(options.get("tags") or {}), ATTEMPT_TAG: attempt}}
     method = start_method or ("spawn" if machine.has_cuda() else "forkserver")
     context = multiprocessing.get_context("spawn") if method == "spawn" else multiprocessing.get_context("forkserver")
     context.set_forkserver_preload([__name__])  # the server imports this module, and with it the training stack
@@ -79,8 +85,11 @@ def run_trial_in_own_process(
         raise HarnessError(payload)
     if kind == "died":
         reason = f"the trial's process {_describe_exit(process.exitcode)}"
-        if payload:  # its run, left RUNNING
-            tracking.fail_run(payload, reason)
+        run_id = payload or tracking.find_run_by_tag(task.task.name, ATTEMPT_TAG, attempt)
+        if run_id:  # its run, left RUNNING
+            if not payload and on_run_started:
+                on_run_started(run_id)
+            tracking.fail_run(run_id, reason)
         raise TrialFailed(reason)
     raise TrialFailed(payload)
 

@@ -240,6 +240,17 @@ def download_run_artifacts(run_id: str, artifact_path: str, destination: Path) -
     )
 
 
+def find_run_by_tag(task_name: str, key: str, value: str) -> str | None:
+    """The id of the task's run tagged `key` = `value` (a tag its process was given before it started), if any."""
+    experiment = mlflow.get_experiment_by_name(task_name)
+    if experiment is None:
+        return None
+    found = MlflowClient().search_runs(
+        [experiment.experiment_id], filter_string=f"tags.`{key}` = '{value}'", max_results=1
+    )
+    return str(found[0].info.run_id) if found else None
+
+
 def find_study_run(task_name: str, study_name: str) -> str | None:
     experiment = mlflow.get_experiment_by_name(task_name)
     if experiment is None:
