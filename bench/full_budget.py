@@ -14,7 +14,9 @@ The recipes:
   defaults), with where it comes from.
 `--seeds 0 1 2` refits each recipe once per training seed (the spread a single run hides). `--describe-fields`
 refits them with each field's description in the system prompt (`task.describe_fields`), to tell what the prompt
-can do from what the model's size can.
+can do from what the model's size can. `--studies results/legal-cpu-seed1.json ...` adds the registered model of
+other studies of the same task, profile and budget (other `harness search --seed`s, their pages written by
+`harness results`): the registered f1_micro's spread over study seeds.
 
 Each refit is a fresh `harness train` at the refit budget (its own process, a temporary MLflow store); its adapter,
 folded into the base model as registration merges it, answers every stored eval set by greedy generation. Each
@@ -126,6 +128,19 @@ def refit(task: Any, *, profile: str, recipe: dict[str, Any], seed: int) -> dict
     }
 
 
+def _registered(results: Path) -> dict[str, Any]:
+    """A study's registered model as its results page's JSON gives it: what a search with that seed ends with."""
+    page = json.loads(results.read_text())
+    registered = page["ladder"].get("registered") or {}
+    return {
+        "study": page["study"],
+        "machine": page["machine"]["cpu"],
+        "avx512_bf16": page["machine"]["avx512_bf16"],
+        "to_registered_seconds": page["stages"]["search"].get("to_registered_seconds"),
+        "registered": {name: metrics["f1_micro"] for name, metrics in registered.items()},
+    }
+
+
 def _err() -> Any:
     from rich.console import Console
 
@@ -162,7 +177,8 @@ def page(figures: dict[str, Any]) -> str:
     lines = [
         f"# {figures['study']}: recipes at the full budget",
         "",
-        f"Written by `{figures['command']}`. Every row was refit at the `{figures['profile']}` profile's refit budget"
+        "Written by `bench/full_budget.py` (each row's command is in the JSON beside this page). Every row was"
+        f" refit at the `{figures['profile']}` profile's refit budget"
         f" ({budget['train_examples']} examples, {budget.get('max_steps') or budget.get('epochs')}"
         f" {'steps' if budget.get('max_steps') else 'epochs'} of {budget['batch_size']}) on one machine:"
         f" {machine['cpu']}, {machine['cores']} cores, avx512_bf16 {machine['avx512_bf16']}, torch {machine['torch']}."
@@ -208,7 +224,9 @@ def page(figures: dict[str, Any]) -> str:
                 [[r["name"], figure(r["trial_value"]), figure(r["eval"][first]["f1_micro"])] for r in trials],
             ),
             "",
-            f"Spearman's rank correlation: **{spearman(values, full):.2f}** over {len(trials)} trials.",
+            f"Spearman's rank correlation: **{rho:.2f}** over {len(trials)} trials."
+            if (rho := spearman(values, full)) == rho  # NaN when every full-budget score is the same
+            else "Spearman's rank correlation is undefined: every full-budget score is the same.",
         ]
     by_recipe: dict[str, list[float]] = {}
     for run in figures["runs"]:
@@ -220,6 +238,20 @@ def page(figures: dict[str, Any]) -> str:
             ["recipe", "seeds", f"{first} f1_micro mean", "min", "max"],
             [[n, len(v), figure(sum(v) / len(v)), figure(min(v)), figure(max(v))] for n, v in spread.items()],
         )
+    studies = [s for s in figures.get("studies", []) if s["registered"]]
+    if len(studies) > 1:
+        values = [s["registered"][first] for s in studies]
+        lines += ["", "## Over study seeds", "", f"The registered model of each study ({first} f1_micro):", ""]
+        lines += markdown_table(
+            ["study", "machine", f"{first} f1_micro", "study to registered version"],
+            [
+                [s["study"], f"{s['machine']} (avx512_bf16 {s['avx512_bf16']})", figure(s["registered"][first]),
+                 minutes(s["to_registered_seconds"] or 0)]
+                for s in studies
+            ],
+        )  # fmt: skip
+        mean = sum(values) / len(values)
+        lines += ["", f"Mean {mean:.3f}, min {min(values):.3f}, max {max(values):.3f} over {len(values)} studies."]
     return "\n".join(lines) + "\n"
 
 
@@ -232,6 +264,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--out-dir", type=Path, default=Path("results"))
     parser.add_argument("--describe-fields", action="store_true", help="each field's description in the prompt")
+    parser.add_argument("--studies", type=Path, nargs="*", default=[], help="other seeds' results JSON")
     args = parser.parse_args()
 
     task = load_task(args.task)
@@ -250,26 +283,32 @@ def main() -> None:
     runs = previous.get("runs", []) if previous.get("budget") == budget and same_machine else []
     if previous.get("runs") and not runs:
         print(f"{out} holds refits of another budget or machine: starting again", file=sys.stderr)
+    command = " ".join([".venv/bin/python", "bench/full_budget.py", *sys.argv[1:]])
+
+    def write() -> None:
+        figures = {
+            "study": study["study"],
+            "task": args.task,
+            "profile": args.profile,
+            "command": command,
+            "budget": budget,
+            "eval_sets": list(task.eval_set_names),
+            "machine": machine,
+            "runs": runs,
+            "studies": [_registered(path) for path in [results, *args.studies]],
+        }
+        out.write_text(json.dumps(figures, indent=2) + "\n")
+        out.with_suffix(".md").write_text(page(figures))
+
     for recipe in recipes(args.recipes, study):
         if args.describe_fields:
             recipe = {**recipe, "name": f"{recipe['name']}, fields described", "describe_fields": True}
         for seed in args.seeds:
             if any(r["name"] == recipe["name"] and r["set"] == recipe["set"] and r["seed"] == seed for r in runs):
                 continue
-            run = refit(task, profile=args.profile, recipe=recipe, seed=seed)
+            run = {**refit(task, profile=args.profile, recipe=recipe, seed=seed), "command": command}
             runs.append(run)
-            figures = {
-                "study": study["study"],
-                "task": args.task,
-                "profile": args.profile,
-                "command": " ".join([".venv/bin/python", "bench/full_budget.py", *sys.argv[1:]]),
-                "budget": budget,
-                "eval_sets": list(task.eval_set_names),
-                "machine": machine,
-                "runs": runs,
-            }
-            out.write_text(json.dumps(figures, indent=2) + "\n")
-            out.with_suffix(".md").write_text(page(figures))
+            write()
             metrics = run["eval"][task.eval_set_names[0]]
             print(
                 f"{run['name']} seed {seed}: {task.eval_set_names[0]} "
@@ -277,6 +316,7 @@ def main() -> None:
                 + f"; training {minutes(run['train_seconds'])}",
                 flush=True,
             )
+    write()
 
 
 if __name__ == "__main__":
