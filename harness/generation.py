@@ -9,10 +9,18 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
+
+
+class AnswerReporter(Protocol):
+    """Told how a long evaluation goes: what is being done now (`stage`), and how many answers are generated."""
+
+    def stage(self, text: str) -> None: ...
+
+    def answers(self, done: int, total: int) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -53,8 +61,10 @@ def generate_answers(
     *,
     batch_size: int,
     max_new_tokens: int,
+    reporter: AnswerReporter | None = None,
 ) -> GenerationResult:
-    """Greedy answers to chat prompts, batched by length; outputs come back in the order given."""
+    """Greedy answers to chat prompts, batched by length; outputs come back in the order given. A `reporter`
+    hears the count of answers as generation starts and after each batch."""
     prompts = [tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=False) for c in conversations]
     lengths = [len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]
     order = sorted(range(len(prompts)), key=lambda i: lengths[i], reverse=True)
@@ -76,6 +86,8 @@ def generate_answers(
         parameter.requires_grad_(True)
     device = next(model.parameters()).device
     started = time.perf_counter()
+    if reporter is not None:
+        reporter.answers(0, len(order))
     try:
         for start in range(0, len(order), batch_size):
             batch = order[start : start + batch_size]
@@ -97,6 +109,8 @@ def generate_answers(
                 kept = tokens[tokens != tokenizer.pad_token_id]
                 new_tokens += int(kept.numel())
                 outputs[index] = tokenizer.decode(kept, skip_special_tokens=True)
+            if reporter is not None:
+                reporter.answers(min(start + batch_size, len(order)), len(order))
     finally:
         tokenizer.padding_side = padding_side
         model.set_attn_implementation(attention)

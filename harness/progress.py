@@ -1,6 +1,6 @@
-"""What a person watches while harness works: a training's steps with the time left, and a search's live view
-(or, in a log, one line each time something changed). The commands pass in where to print; the work reports
-through the plain callbacks these return, and never prints itself."""
+"""What a person watches while harness works: a training's steps and an evaluation's answers with the time left,
+and a search's live view (or, in a log, one line each time something changed). The commands pass in where to
+print; the work reports through the plain callbacks these return, and never prints itself."""
 
 from __future__ import annotations
 
@@ -23,15 +23,17 @@ def minutes(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-class TrainingProgress:
-    """A training reporter (`harness.training.Reporter`) that prints a line per logged step with the loss and the
-    time left."""
+class ConsoleProgress:
+    """What a long command tells a person as it goes: a training reporter (`harness.training.TrainingReporter`: a
+    line per logged step with the loss and the time left) and an answer reporter
+    (`harness.generation.AnswerReporter`: each stage, and the answers generated with the time left)."""
 
     def __init__(self, out: Console, label: str = "training") -> None:
         self.out = out
         self.label = label
         self.total_steps = 0
         self.started = 0.0
+        self.answers_started = 0.0
 
     def on_train_begin(self, total_steps: int) -> None:
         self.total_steps, self.started = total_steps, time.monotonic()
@@ -53,6 +55,18 @@ class TrainingProgress:
 
     def on_train_end(self) -> None:
         self.out.print(f"{self.label}: generating and scoring the validation answers", markup=False)
+
+    def stage(self, text: str) -> None:
+        self.out.print(text, markup=False, highlight=False)
+
+    def answers(self, done: int, total: int) -> None:
+        if done == 0:  # generation starts now (the model is loaded)
+            self.answers_started = time.monotonic()
+            return
+        # The first batches hold the longest prompts (batches go by length): the time left errs on the long side.
+        per_answer = (time.monotonic() - self.answers_started) / done
+        left = "" if done >= total else f", about {minutes(per_answer * (total - done))} left"
+        self.out.print(f"  {done}/{total} answers, {per_answer:.1f} s an answer{left}", markup=False)
 
 
 def _running(progress: Any) -> str:

@@ -15,10 +15,17 @@ def prompt_turns(task: TaskConfig, text: str) -> list[dict[str, str]]:
 
     An explicit system turn also replaces the one many chat templates add when none is given (SmolLM2's "You are a
     helpful AI assistant named SmolLM...", 20 tokens of every training example that teach nothing)."""
-    return [
-        {"role": "system", "content": task.task.instruction.strip()},
-        {"role": "user", "content": text},
-    ]
+    return [{"role": "system", "content": system_prompt(task)}, {"role": "user", "content": text}]
+
+
+def system_prompt(task: TaskConfig) -> str:
+    """The task's instruction, and with `describe_fields` what each field means (its description, as the YAML
+    gives it)."""
+    instruction = task.task.instruction.strip()
+    if not task.task.describe_fields:
+        return instruction
+    described = [f"- {name}: {spec.description.strip()}" for name, spec in task.fields.items() if spec.description]
+    return "\n".join([instruction, "What each key means:", *described])
 
 
 def assistant_turn(fields: dict[str, Any]) -> list[dict[str, str]]:

@@ -21,17 +21,23 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from harness import model_loading, tracking, training
 from harness.config import DEFAULT_MAX_NEW_TOKENS, TaskConfig, resolve_trial_config
 from harness.errors import HarnessError
+from harness.generation import AnswerReporter
 from harness.prompts import assistant_turn, prompt_turns
 from harness.search.coordination import registration_claim
 from harness.search.study import find_trial
 from harness.task_data import load_split
 from harness.trial import evaluate_model
 from harness.trial_process import run_trial_in_own_process
+
+
+class RegistrationReporter(training.TrainingReporter, AnswerReporter, Protocol):
+    """Hears a registration's refit (training steps) and its evaluations (stages, answers)."""
+
 
 CHALLENGER, CHAMPION, PREVIOUS_CHAMPION = "challenger", "champion", "previous-champion"
 QUANTIZED = ("int8", "nf4")
@@ -71,9 +77,10 @@ def register_trial(
     storage: str | None = None,
     trial_number: int | None = None,
     refit: bool = True,
-    reporter: training.TrainingReporter | None = None,
+    reporter: RegistrationReporter | None = None,
 ) -> Registration:
-    """Register a study's best trial (or trial `trial_number`) as a new `challenger` version."""
+    """Register a study's best trial (or trial `trial_number`) as a new `challenger` version; `reporter` hears the
+    refit's steps and the evaluations' answers."""
     chosen = find_trial(study_name, storage=storage, number=trial_number)
     trial_params = tracking.run_params(chosen.mlflow_run_id)
     # The merged copy (a full model: 16 GB for an 8B) is logged to MLflow, then removed with the directory.
@@ -109,7 +116,9 @@ def register_trial(
             config.budget.max_new_tokens,
         )
         source = {"harness.study": study_name, "harness.trial": str(chosen.number), "harness.refit": str(refit).lower()}
-        return _register_adapter(task, adapter, f"trial {chosen.number} of {study_name}", source, work, refit=refit)
+        return _register_adapter(
+            task, adapter, f"trial {chosen.number} of {study_name}", source, work, refit=refit, reporter=reporter
+        )
 
 
 def register_after_search(
@@ -119,7 +128,7 @@ def register_after_search(
     total: int,
     storage: str | None,
     on_start: Callable[[str], None],
-    reporter: training.TrainingReporter | None = None,
+    reporter: RegistrationReporter | None = None,
 ) -> tuple[Registration | None, str]:
     """Register the study's best trial if this worker is the one to: the study has its `total` trials, none runs,
     and this worker's claim landed first (`on_start(why)` is called before the refit begins). Otherwise None and
@@ -132,7 +141,7 @@ def register_after_search(
         return register_trial(task, study_name=study_name, storage=storage, reporter=reporter), why
 
 
-def register_run(task: TaskConfig, run_id: str) -> Registration:
+def register_run(task: TaskConfig, run_id: str, *, reporter: AnswerReporter | None = None) -> Registration:
     """Register the adapter of any finished training run (`harness train`, a trial) as it is."""
     params = tracking.run_params(run_id)
     if params.get("task") != task.task.name or "model" not in params:
@@ -152,10 +161,14 @@ def register_run(task: TaskConfig, run_id: str) -> Registration:
             int(params["budget.validation_examples"]),
             int(params["budget.max_new_tokens"]),
         )
-        return _register_adapter(task, adapter, f"run {run_id}", {"harness.run": run_id}, work, refit=False)
+        return _register_adapter(
+            task, adapter, f"run {run_id}", {"harness.run": run_id}, work, refit=False, reporter=reporter
+        )
 
 
-def register_model(task: TaskConfig, model_spec: str, *, profile: str) -> Registration:
+def register_model(
+    task: TaskConfig, model_spec: str, *, profile: str, reporter: AnswerReporter | None = None
+) -> Registration:
     """Register a model as it is, without an adapter: the zero-shot base as a baseline version, or any
     local model directory. Its stored-test figures are computed and tagged like any other version's."""
     with tempfile.TemporaryDirectory(prefix="harness-register-") as directory:
@@ -166,7 +179,10 @@ def register_model(task: TaskConfig, model_spec: str, *, profile: str) -> Regist
             model_loading.load_causal_lm(model_ref, dtype="auto"), tokenizer, work / "model"
         )
         max_new_tokens = task.profiles[profile].refit.max_new_tokens
-        test_scores, _ = evaluate_model(task, str(saved), split="test", max_new_tokens=max_new_tokens)
+        _stage(reporter, f"scoring {model_spec} on the stored test set {task.data.eval_sets[0].name}")
+        test_scores, _ = evaluate_model(
+            task, str(saved), split="test", max_new_tokens=max_new_tokens, reporter=reporter
+        )
         test = dict(test_scores.metrics)
         run_id = tracking.log_decision_run(
             task.task.name,
@@ -187,10 +203,18 @@ def register_model(task: TaskConfig, model_spec: str, *, profile: str) -> Regist
 
 
 def _register_adapter(
-    task: TaskConfig, adapter: AdapterRun, source: str, source_tags: dict[str, str], work: Path, *, refit: bool
+    task: TaskConfig,
+    adapter: AdapterRun,
+    source: str,
+    source_tags: dict[str, str],
+    work: Path,
+    *,
+    refit: bool,
+    reporter: AnswerReporter | None,
 ) -> Registration:
     """adapter -> merged into the base it was trained on -> evaluated -> logged and registered as @challenger."""
     # merge: into the (dequantized) weights the adapter was trained against, saved as a plain 16-bit model
+    _stage(reporter, f"merging the adapter into its base model {adapter.base_model} ({adapter.quantization})")
     base_ref = model_loading.resolve_model(adapter.base_model)
     tokenizer = model_loading.load_tokenizer(base_ref)
     merged = merge_into_base(
@@ -198,15 +222,20 @@ def _register_adapter(
     )
     merged_validation: dict[str, float] = {}
     if adapter.quantization in QUANTIZED:
+        _stage(reporter, "scoring the merged model on the validation slice (what a merge into k-bit weights lost)")
         scores, _ = evaluate_model(
             task,
             str(merged),
             split="validation",
             limit=adapter.validation_examples,
             max_new_tokens=adapter.max_new_tokens,
+            reporter=reporter,
         )
         merged_validation = dict(scores.metrics)
-    test_scores, _ = evaluate_model(task, str(merged), split="test", max_new_tokens=adapter.max_new_tokens)
+    _stage(reporter, f"scoring the merged model on the stored test set {task.data.eval_sets[0].name}")
+    test_scores, _ = evaluate_model(
+        task, str(merged), split="test", max_new_tokens=adapter.max_new_tokens, reporter=reporter
+    )
     test = dict(test_scores.metrics)
     tracking.log_to_run(
         adapter.run_id,
@@ -224,6 +253,7 @@ def _register_adapter(
         **_metric_tags(adapter.validation, merged_validation, test),
         **evaluation_tag(task, adapter.max_new_tokens, test),
     }
+    _stage(reporter, f"logging the merged model and registering it as a version of {task.registered_name}")
     version = _log_version(task, merged, tokenizer, adapter.run_id, tags)
     return Registration(
         task.registered_name, version, source, adapter.run_id, refit, adapter.validation, merged_validation, test
@@ -317,7 +347,13 @@ class Promotion:
 
 
 def promote(
-    task: TaskConfig, *, version: int | None = None, tolerance: float = 0.01, force: bool = False, fresh: bool = False
+    task: TaskConfig,
+    *,
+    version: int | None = None,
+    tolerance: float = 0.01,
+    force: bool = False,
+    fresh: bool = False,
+    reporter: AnswerReporter | None = None,
 ) -> Promotion:
     """Score the candidate (default `@challenger`) and `@champion` on the stored test set; gate the alias.
 
@@ -336,9 +372,13 @@ def promote(
     if champion_number == candidate_number:
         raise HarnessError(f"{name} version {candidate_number} is already @{CHAMPION}")
     max_new_tokens = max_new_tokens_for(task, candidate.tags)
-    candidate_metrics, candidate_source = stored_test_metrics(task, name, candidate_number, max_new_tokens, fresh=fresh)
+    candidate_metrics, candidate_source = stored_test_metrics(
+        task, name, candidate_number, max_new_tokens, fresh=fresh, reporter=reporter
+    )
     champion_metrics, champion_source = (
-        stored_test_metrics(task, name, champion_number, max_new_tokens, fresh=fresh) if champion_number else (None, "")
+        stored_test_metrics(task, name, champion_number, max_new_tokens, fresh=fresh, reporter=reporter)
+        if champion_number
+        else (None, "")
     )
     result = gate(candidate_metrics, champion_metrics, list(task.fields), tolerance)
     promoted = result.passed or force
@@ -387,7 +427,13 @@ def promote(
 
 
 def stored_test_metrics(
-    task: TaskConfig, name: str, version: int, max_new_tokens: int, *, fresh: bool = False
+    task: TaskConfig,
+    name: str,
+    version: int,
+    max_new_tokens: int,
+    *,
+    fresh: bool = False,
+    reporter: AnswerReporter | None = None,
 ) -> tuple[dict[str, float], str]:
     """A version's metrics on the task's stored test set and where they come from: the evaluation recorded on the
     version for this set's digest and this budget, or (none, or `fresh`) one computed now and then recorded."""
@@ -399,7 +445,8 @@ def stored_test_metrics(
             evaluation = json.loads(recorded)
             if evaluation["sha256"] == stored.sha256:
                 return evaluation["metrics"], f"v{version} recorded {evaluation['at']}"
-    metrics, _ = evaluate_version(task, name, version, max_new_tokens=max_new_tokens)
+    _stage(reporter, f"scoring v{version} on the stored test set {stored.name} (nothing recorded for this budget)")
+    metrics, _ = evaluate_version(task, name, version, max_new_tokens=max_new_tokens, reporter=reporter)
     record_test_evaluation(task, name, version, max_new_tokens, metrics)
     return metrics, f"v{version} evaluated now"
 
@@ -424,11 +471,13 @@ def evaluation_tag(task: TaskConfig, max_new_tokens: int, metrics: dict[str, flo
 
 
 def evaluate_version(
-    task: TaskConfig, name: str, version: int, *, max_new_tokens: int
+    task: TaskConfig, name: str, version: int, *, max_new_tokens: int, reporter: AnswerReporter | None = None
 ) -> tuple[dict[str, float], list[str]]:
     """A registered version's metrics and answers on the stored test set, computed now from its weights."""
     model_dir = materialise_version(name, version)
-    scores, generated = evaluate_model(task, str(model_dir), split="test", max_new_tokens=max_new_tokens)
+    scores, generated = evaluate_model(
+        task, str(model_dir), split="test", max_new_tokens=max_new_tokens, reporter=reporter
+    )
     return dict(scores.metrics), list(generated.outputs)
 
 
@@ -477,3 +526,8 @@ def materialise_lora_base(name: str, version: int) -> Path:
 def max_new_tokens_for(task: TaskConfig, version_tags: dict[str, str]) -> int:
     profile = version_tags.get("harness.profile")
     return task.profiles[profile].refit.max_new_tokens if profile in task.profiles else DEFAULT_MAX_NEW_TOKENS
+
+
+def _stage(reporter: AnswerReporter | None, text: str) -> None:
+    if reporter is not None:
+        reporter.stage(text)

@@ -15,12 +15,15 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.config import DEFAULT_MAX_NEW_TOKENS, EvalSetSpec, TaskConfig
 from harness.errors import HarnessError
 from harness.predictions import score_answers
 from harness.task_data import load_eval_set, rule_baseline
+
+if TYPE_CHECKING:  # generation imports torch; checking the rule baseline needs none
+    from harness.generation import AnswerReporter
 
 DEFAULT_TOLERANCE = 0.01
 RULES = "rules"
@@ -89,6 +92,7 @@ def regress(
     update_baseline: bool = False,
     tolerance: float | None = None,
     accept_regression: bool = False,
+    reporter: AnswerReporter | None = None,
 ) -> list[SetCheck]:
     """Evaluate `model` (default `@champion`) on every stored eval set (or one) and check it against the stored
     expectations; with `update_baseline`, store this run's figures as the expectations instead.
@@ -118,7 +122,9 @@ def regress(
                 f"{path} was stored for another version of {spec.name} (sha256 {expectation.get('sha256')}, now"
                 f" {spec.sha256}); a stored set never changes: add a new set, or store new expectations"
             )
-        figures[spec.name] = _evaluate(task, spec, model, model_dir, max_new_tokens)
+        if reporter is not None:
+            reporter.stage(f"{model} on {spec.name}")
+        figures[spec.name] = _evaluate(task, spec, model, model_dir, max_new_tokens, reporter)
     if not update_baseline:
         checked = []
         for spec in sets:
@@ -237,7 +243,14 @@ def _registered(model: str) -> tuple[str, Any]:
     return name, registry.find_version(name, alias=alias, version=number)
 
 
-def _evaluate(task: TaskConfig, spec: EvalSetSpec, model: str, model_dir: str | None, max_new_tokens: int) -> dict:
+def _evaluate(
+    task: TaskConfig,
+    spec: EvalSetSpec,
+    model: str,
+    model_dir: str | None,
+    max_new_tokens: int,
+    reporter: AnswerReporter | None,
+) -> dict:
     examples = load_eval_set(task, spec)  # checks the set's digest on every use
     if model_dir is None:
         predict = rule_baseline(task)
@@ -247,6 +260,6 @@ def _evaluate(task: TaskConfig, spec: EvalSetSpec, model: str, model_dir: str | 
     else:
         from harness.trial import evaluate_model
 
-        scores, _ = evaluate_model(task, model_dir, split=spec.name, max_new_tokens=max_new_tokens)
+        scores, _ = evaluate_model(task, model_dir, split=spec.name, max_new_tokens=max_new_tokens, reporter=reporter)
         metrics = scores.metrics
     return {k: float(v) for k, v in metrics.items() if k not in NOT_CHECKED}

@@ -124,7 +124,9 @@ def write_results(
     pngs = [_ladder_chart(task, ladder, eval_sets, out_dir / f"{stem}-ladder.png")]
     pngs += _copy_study_plots(parent, out_dir, stem)
     markdown = out_dir / f"{stem}.md"
-    markdown.write_text(_markdown(task, figures, pngs), encoding="utf-8")
+    full_budget = out_dir / f"{stem}-full-budget.json"
+    sibling = json.loads(full_budget.read_text()) if full_budget.exists() else None
+    markdown.write_text(_markdown(task, figures, pngs) + _full_budget_section(sibling, full_budget), encoding="utf-8")
     return Results(markdown, json_path, pngs)
 
 
@@ -349,4 +351,27 @@ def _markdown(task: TaskConfig, figures: dict[str, Any], pngs: list[Path]) -> st
     )
     lines.append("")
     lines += [f"![{png.stem}]({png.name})" for png in pngs[1:]]
+    return "\n".join(lines) + "\n"
+
+
+def _full_budget_section(sibling: dict[str, Any] | None, path: Path) -> str:
+    """What the search buys at the full budget, quoted from `bench/full_budget.py`'s page beside this one (written
+    there, on one machine, with the command that made it)."""
+    if not sibling or not sibling.get("runs"):
+        return ""
+    first = sibling["eval_sets"][0]
+    machine = sibling["machine"]
+    lines = [
+        "",
+        "## At the full budget",
+        "",
+        f"Recipes refit side by side at the refit budget and scored on every stored eval set, on {machine['cpu']}"
+        f" (avx512_bf16 {machine['avx512_bf16']}): [{path.with_suffix('.md').name}]({path.with_suffix('.md').name})"
+        f" (`{sibling['command']}`).",
+        "",
+    ]
+    lines += markdown_table(
+        ["recipe", "training seed", f"{first} f1_micro"],
+        [[run["name"], run["seed"], figure(run["eval"][first]["f1_micro"])] for run in sibling["runs"]],
+    )
     return "\n".join(lines) + "\n"

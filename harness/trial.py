@@ -20,7 +20,7 @@ from evaluators.scoring import Scores
 from harness import machine, model_loading, tracking, training
 from harness.config import DEFAULT_MAX_NEW_TOKENS, TaskConfig, TrialConfig, flat_params
 from harness.errors import TrialStopped
-from harness.generation import GenerationResult, generate_answers
+from harness.generation import AnswerReporter, GenerationResult, generate_answers
 from harness.memory import (
     MemoryEstimate,
     PeakMemory,
@@ -162,9 +162,10 @@ def evaluate_model(
     split: str = "validation",
     limit: int | None = None,
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+    reporter: AnswerReporter | None = None,
 ) -> tuple[Scores, GenerationResult]:
     """Score any model (zero-shot, or with a LoRA adapter on the base as it was trained: `quantization`) on a split
-    by batched greedy generation."""
+    by batched greedy generation; a `reporter` hears the answers as they come."""
     examples = load_split(task, split)[:limit]
     model_ref = model_loading.resolve_model(model_spec)
     tokenizer = model_loading.load_tokenizer(model_ref)
@@ -175,7 +176,7 @@ def evaluate_model(
         model = training.fold_adapter_for_generation(
             training.load_adapter(base, adapter), dtype=model_loading.training_dtype()
         )
-    generated = _generate(model, tokenizer, task, examples, max_new_tokens)
+    generated = _generate(model, tokenizer, task, examples, max_new_tokens, reporter=reporter)
     scores = score_answers(task, examples, generated.outputs)
     return scores, generated
 
@@ -184,13 +185,22 @@ def _conversations(task: TaskConfig, examples: list[Example]) -> list[dict[str, 
     return [{"prompt": prompt_turns(task, e.text), "completion": assistant_turn(e.fields)} for e in examples]
 
 
-def _generate(model: Any, tokenizer: Any, task: TaskConfig, examples: list[Example], max_new_tokens: int) -> Any:
+def _generate(
+    model: Any,
+    tokenizer: Any,
+    task: TaskConfig,
+    examples: list[Example],
+    max_new_tokens: int,
+    *,
+    reporter: AnswerReporter | None = None,
+) -> Any:
     return generate_answers(
         model,
         tokenizer,
         [prompt_turns(task, e.text) for e in examples],
         batch_size=GENERATION_BATCH_SIZE,
         max_new_tokens=max_new_tokens,
+        reporter=reporter,
     )
 
 

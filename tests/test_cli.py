@@ -145,6 +145,7 @@ def test_train_runs_one_smoke_trial_and_eval_scores_its_adapter_and_keeps_its_an
     )  # fmt: skip
     assert evaluated.returncode == 0, evaluated.stderr
     assert last_json(evaluated.stdout)["n"] == 2
+    assert "  2/2 answers, " in evaluated.stderr  # the answers as they come, on stderr
     # The kept answers are the validation split's first two, and scoring them again gives the same figures.
     assert [json.loads(line)["id"] for line in answers.read_text().splitlines()] == [
         "validation-00000",

@@ -19,6 +19,15 @@ def test_the_prompt_is_the_instruction_as_system_turn_then_the_document_as_user_
     assert user == {"role": "user", "content": "DECISION ..."}
 
 
+def test_with_describe_fields_the_system_turn_says_what_each_field_means(legal):
+    described = legal.model_copy(update={"task": legal.task.model_copy(update={"describe_fields": True})})
+    system, _ = prompt_turns(described, "DECISION ...")
+    lines = system["content"].splitlines()
+    assert lines[0] == legal.task.instruction.strip() and lines[1] == "What each key means:"
+    assert lines[2:] == [f"- {name}: {spec.description}" for name, spec in legal.fields.items()]
+    assert "- initiator: Who filed what this ruling decides" in system["content"]
+
+
 def test_the_chat_template_adds_no_default_system_prompt_of_its_own(legal):
     from harness.model_loading import load_tokenizer, resolve_model
 

@@ -57,3 +57,19 @@ def test_writing_the_page_again_reads_the_cached_evaluations(registered_study, t
     second = write_results(task, study_name=summary.study_name, out_dir=tmp_path / "second")
     first_figures = json.loads((tmp_path / "first" / second.figures.name).read_text())
     assert json.loads(second.figures.read_text())["ladder"] == first_figures["ladder"]
+    assert "## At the full budget" not in second.markdown.read_text()  # nothing refit beside it yet
+
+
+def test_the_page_quotes_the_full_budget_refits_written_beside_it(registered_study, tmp_path):
+    """bench/full_budget.py writes `<study>-full-budget.json` next to the page; the page quotes it and links it."""
+    task, summary = registered_study
+    out_dir = tmp_path / "results"
+    out_dir.mkdir()
+    machine = {"cpu": "a CPU", "avx512_bf16": True}
+    run = {"name": "axolotl-qlora", "seed": 0, "eval": {"test-head-v1": {"f1_micro": 0.8125}}}
+    sibling = {"command": "bench/full_budget.py", "eval_sets": ["test-head-v1"], "machine": machine, "runs": [run]}
+    (out_dir / f"{summary.study_name}-full-budget.json").write_text(json.dumps(sibling))
+    page = write_results(task, study_name=summary.study_name, out_dir=out_dir).markdown.read_text()
+    section = page.split("## At the full budget", 1)[1]
+    assert f"({summary.study_name}-full-budget.md)" in section
+    assert re.search(r"\| axolotl-qlora +\| 0 +\| 0\.812 +\|", section)

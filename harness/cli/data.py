@@ -114,11 +114,18 @@ def eval_(
     """Score any model, with or without an adapter (e.g. the zero-shot baseline); last line: metrics as JSON."""
     from harness.config import load_task
     from harness.predictions import write_predictions
+    from harness.progress import ConsoleProgress
     from harness.trial import evaluate_model
 
     config = load_task(task)
     scores, generated = evaluate_model(
-        config, model, adapter=adapter, split=split, limit=limit, max_new_tokens=max_new_tokens
+        config,
+        model,
+        adapter=adapter,
+        split=split,
+        limit=limit,
+        max_new_tokens=max_new_tokens,
+        reporter=ConsoleProgress(errors),
     )
     console.print(
         f"{generated.new_tokens} tokens generated in {generated.seconds:.1f} s"

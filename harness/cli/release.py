@@ -30,11 +30,14 @@ def promote(
     A version's figures on the same stored set (digest) and budget are reused from the version unless --fresh."""
     from harness import tracking
     from harness.config import load_task
+    from harness.progress import ConsoleProgress
     from harness.registry import promote as run_promotion
 
     config = load_task(task)
     tracking.configure(tracking_uri)
-    promotion = run_promotion(config, version=version, tolerance=tolerance, force=force, fresh=fresh)
+    promotion = run_promotion(
+        config, version=version, tolerance=tolerance, force=force, fresh=fresh, reporter=ConsoleProgress(errors)
+    )
     champion = "none" if promotion.champion is None else f"v{promotion.champion}"
     table = Table(title=f"{promotion.name}: candidate v{promotion.candidate} vs champion {champion} (stored test set)")
     for column in ("metric", "candidate", "champion", "delta"):
@@ -79,6 +82,7 @@ def regress(
     """Check a model (default @champion) on every stored eval set against the expectations stored beside it."""
     from harness import tracking
     from harness.config import load_task
+    from harness.progress import ConsoleProgress
     from harness.regression import regress as run_regression
 
     config = load_task(task)
@@ -90,6 +94,7 @@ def regress(
         update_baseline=update_baseline,
         tolerance=tolerance,
         accept_regression=accept_regression,
+        reporter=ConsoleProgress(errors),
     )
     for result in results:
         table = Table(title=f"{result.model} on {result.eval_set}")

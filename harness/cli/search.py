@@ -49,7 +49,7 @@ def train(
     config = resolve_trial_config(config_task, profile=chosen, model=model, overrides=parse_set_options(set_ or []))
     # MLflow, transformers and TRL take seconds to import: only once the arguments are known to be good.
     from harness import tracking
-    from harness.progress import TrainingProgress
+    from harness.progress import ConsoleProgress
     from harness.trial import run_trial, train_output_dir
 
     limit = parse_memory_size(max_memory) if max_memory else None
@@ -62,7 +62,7 @@ def train(
         highlight=False,
     )
     result = run_trial(
-        config_task, config, output_dir=train_output_dir(), max_memory_mb=limit, reporter=TrainingProgress(errors)
+        config_task, config, output_dir=train_output_dir(), max_memory_mb=limit, reporter=ConsoleProgress(errors)
     )
     console.print(
         f"MLflow run {result.run_id} in {uri}; adapter in {result.adapter_dir}", highlight=False, soft_wrap=True
@@ -183,7 +183,7 @@ def search(
 
 def _register_best(config: Any, summary: Any, trials: int, storage_url: str | None) -> None:
     """Register the study's best trial if this worker is the one to; say why not otherwise."""
-    from harness.progress import TrainingProgress
+    from harness.progress import ConsoleProgress
     from harness.registry import register_after_search
 
     def starting(why: str) -> None:
@@ -196,7 +196,7 @@ def _register_best(config: Any, summary: Any, trials: int, storage_url: str | No
             total=trials,
             storage=storage_url,
             on_start=starting,
-            reporter=TrainingProgress(errors, "refit"),
+            reporter=ConsoleProgress(errors, "refit"),
         )
     except KeyboardInterrupt:
         errors.print(
@@ -308,7 +308,7 @@ def register(
     from harness import registry, tracking
     from harness.config import load_task
     from harness.machine import choose_profile
-    from harness.progress import TrainingProgress
+    from harness.progress import ConsoleProgress
     from harness.search.study import latest_study_name
 
     config = load_task(task)
@@ -318,10 +318,11 @@ def register(
         raise HarnessError("--study, --trial and --no-refit choose a study's trial; they do not apply to --run/--model")
     chosen, _ = choose_profile(config, profile)
     tracking.configure(tracking_uri)
+    progress = ConsoleProgress(errors, "refit")
     if run:
-        registration = registry.register_run(config, run)
+        registration = registry.register_run(config, run, reporter=progress)
     elif model:
-        registration = registry.register_model(config, model, profile=chosen)
+        registration = registry.register_model(config, model, profile=chosen, reporter=progress)
     else:
         registration = registry.register_trial(
             config,
@@ -329,7 +330,7 @@ def register(
             storage=storage,
             trial_number=trial,
             refit=not no_refit,
-            reporter=TrainingProgress(errors, "refit"),
+            reporter=progress,
         )
     _print_registration(registration)
 

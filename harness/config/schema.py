@@ -39,13 +39,16 @@ class Strict(BaseModel):
 class TaskInfo(Strict):
     name: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")  # must match the file name
     description: str = ""  # one line for people reading the MLflow UI
-    instruction: str = Field(min_length=1)  # the user turn before the document; the JSON keys are appended
+    instruction: str = Field(min_length=1)  # the system turn before the document
+    # Append each field's description to the instruction ("- initiator: Who filed ..."): what a field means, said
+    # to the model as well as learnt from the examples; every prompt grows by the descriptions' tokens.
+    describe_fields: bool = False
 
 
 class FieldSpec(Strict):
     type: FieldType  # string | number | enum | date (ISO) | string_list (scored as a set)
     values: tuple[str, ...] | None = None  # the allowed values, enum only
-    description: str = ""  # what the field means, shown to the model in the instruction
+    description: str = ""  # what the field means; shown to the model when `task.describe_fields` is on
 
     @model_validator(mode="after")
     def _values_match_type(self) -> FieldSpec:

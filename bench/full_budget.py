@@ -1,0 +1,323 @@
+"""What the search buys, at the full budget: recipes refit side by side at the task's refit budget (the budget the
+registered model was trained at) and scored on every stored eval set, on one machine.
+
+    .venv/bin/python bench/full_budget.py [--task legal] [--profile cpu] [--results results/legal-cpu.json]
+        [--recipes tuned seed axolotl-qlora llama-factory-lora top-3 pruned] [--seeds 0] [--out-dir results]
+
+The recipes:
+- `seed`: the task's seed recipe;
+- `tuned`: the study's best trial (what `harness search` registered), read from its results page's JSON;
+- `top-3`: the study's three best complete trials; `pruned`: its first trial pruned at the first rung; together
+  they say whether the search's budget ranks recipes as the full budget does (Spearman's rank correlation between
+  their trial-budget values and their full-budget test-v1 f1_micro);
+- a name in `bench/reference_recipes.yaml`: a well-known recipe (Axolotl's QLoRA example, LLaMA-Factory's LoRA
+  defaults), with where it comes from.
+`--seeds 0 1 2` refits each recipe once per training seed (the spread a single run hides). `--describe-fields`
+refits them with each field's description in the system prompt (`task.describe_fields`), to tell what the prompt
+can do from what the model's size can. `--studies results/legal-cpu-seed1.json ...` adds the registered model of
+other studies of the same task, profile and budget (other `harness search --seed`s, their pages written by
+`harness results`): the registered f1_micro's spread over study seeds.
+
+Each refit is a fresh `harness train` at the refit budget (its own process, a temporary MLflow store); its adapter,
+folded into the base model as registration merges it, answers every stored eval set by greedy generation. Each
+result is written to `<study>-full-budget.json` as it lands, and a refit already there (same recipe, seed and
+budget) is not run again: the command resumes where it stopped. `<study>-full-budget.md` is written from the JSON;
+`harness results` links it from the study's page.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from harness import tracking
+from harness.config import load_task, resolve_trial_config
+from harness.machine import describe as machine_description
+from harness.progress import ConsoleProgress, minutes
+from harness.tables import figure, markdown_table
+from harness.trial import evaluate_model
+from harness.trial_process import run_trial_in_own_process
+
+REFERENCE_RECIPES = Path(__file__).with_name("reference_recipes.yaml")
+SHOWN = ("f1_micro", "f1_claim_amount", "acc_initiator", "exact_match", "json_valid_rate")
+RECIPE_KEYS = ("lora.r", "lora.alpha_ratio", "lora.target_modules", "train.learning_rate", "quantization")
+
+
+def recipes(names: list[str], study: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each named recipe as {name, kind, source, set (overrides), trial_value}."""
+    references = yaml.safe_load(REFERENCE_RECIPES.read_text())
+    board = study["leaderboard"]
+    complete = sorted(
+        (r for r in board if r["state"] == "COMPLETE" and not r["seed_recipe"]), key=lambda r: -r["f1_micro"]
+    )
+    chosen: list[dict[str, Any]] = []
+    for name in names:
+        if name == "seed":
+            chosen.append({"name": "seed recipe", "kind": "seed", "source": "the task's YAML", "set": {}})
+        elif name == "tuned":
+            chosen.append(_trial_recipe(complete[0], study, kind="tuned"))
+        elif name.startswith("top-"):
+            chosen += [_trial_recipe(row, study, kind="trial") for row in complete[: int(name.removeprefix("top-"))]]
+        elif name == "pruned":
+            first_rung = min(r["steps"] for r in board if r["state"] == "PRUNED")
+            row = min(
+                (r for r in board if r["state"] == "PRUNED" and r["steps"] == first_rung), key=lambda r: r["trial"]
+            )
+            chosen.append(_trial_recipe(row, study, kind="pruned"))
+        elif name in references:
+            reference = references[name]
+            chosen.append({"name": name, "kind": "reference", "source": reference["source"], "set": reference["set"]})
+        else:
+            raise SystemExit(f"unknown recipe {name!r}: seed, tuned, top-N, pruned or one of {', '.join(references)}")
+    unique: dict[tuple[str, str], dict[str, Any]] = {}
+    for recipe in chosen:  # `tuned` is also the first of `top-3`: refit once
+        unique.setdefault((json.dumps(recipe["set"], sort_keys=True), recipe["kind"] == "seed"), recipe)
+    return list(unique.values())
+
+
+def _trial_recipe(row: dict[str, Any], study: dict[str, Any], *, kind: str) -> dict[str, Any]:
+    state = "complete" if row["state"] == "COMPLETE" else f"pruned at step {row['steps']}"
+    return {
+        "name": f"trial {row['trial']}",
+        "kind": kind,
+        "source": f"{study['study']}, {state}",
+        "set": {key: row[key] for key in RECIPE_KEYS},
+        "trial_value": row["f1_micro"],
+    }
+
+
+def refit(task: Any, *, profile: str, recipe: dict[str, Any], seed: int) -> dict[str, Any]:
+    """The recipe trained at the refit budget in a process of its own, then scored on every stored eval set."""
+    config = resolve_trial_config(task, profile=profile, overrides={**recipe["set"], "seed": seed}, refit=True)
+    with tempfile.TemporaryDirectory(prefix="harness-full-budget-") as directory:
+        os.environ["HARNESS_MLRUNS"] = directory
+        tracking.configure()
+        started = time.perf_counter()
+        trained = run_trial_in_own_process(
+            task, config, output_dir=Path(directory) / "run", reporter=ConsoleProgress(_err(), recipe["name"])
+        )
+        evaluations: dict[str, dict[str, float]] = {}
+        for eval_set in task.eval_set_names:
+            progress = ConsoleProgress(_err())
+            progress.stage(f"{recipe['name']} (seed {seed}) on {eval_set}")
+            scores, _ = evaluate_model(
+                task, config.model, adapter=trained.adapter_dir, quantization=config.recipe.quantization,
+                split=eval_set, max_new_tokens=config.budget.max_new_tokens, reporter=progress,
+            )  # fmt: skip
+            evaluations[eval_set] = dict(scores.metrics)
+    return {
+        **{key: recipe[key] for key in ("name", "kind", "source", "set") if key in recipe},
+        **{key: recipe[key] for key in ("trial_value", "describe_fields") if key in recipe},
+        "seed": seed,
+        "recipe": config.recipe.model_dump(),
+        "train_steps": trained.metrics["train_steps"],
+        "train_seconds": round(trained.metrics["train_seconds"], 1),
+        "train_tokens_per_second": round(trained.metrics["train_tokens_per_second"], 1),
+        "peak_memory_mb": round(trained.metrics["peak_memory_mb"]),
+        "validation_f1_micro": trained.metrics["f1_micro"],
+        "wall_seconds": round(time.perf_counter() - started, 1),
+        "eval": evaluations,
+    }
+
+
+def _registered(results: Path) -> dict[str, Any]:
+    """A study's registered model as its results page's JSON gives it: what a search with that seed ends with."""
+    page = json.loads(results.read_text())
+    registered = page["ladder"].get("registered") or {}
+    return {
+        "study": page["study"],
+        "machine": page["machine"]["cpu"],
+        "avx512_bf16": page["machine"]["avx512_bf16"],
+        "to_registered_seconds": page["stages"]["search"].get("to_registered_seconds"),
+        "registered": {name: metrics["f1_micro"] for name, metrics in registered.items()},
+    }
+
+
+def _err() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True, soft_wrap=True)
+
+
+def spearman(xs: list[float], ys: list[float]) -> float:
+    """Spearman's rank correlation (ties share their mean rank)."""
+
+    def ranks(values: list[float]) -> list[float]:
+        order = sorted(range(len(values)), key=lambda i: values[i])
+        result = [0.0] * len(values)
+        start = 0
+        while start < len(order):
+            end = start
+            while end + 1 < len(order) and values[order[end + 1]] == values[order[start]]:
+                end += 1
+            for position in range(start, end + 1):
+                result[order[position]] = (start + end) / 2
+            start = end + 1
+        return result
+
+    rx, ry = ranks(xs), ranks(ys)
+    mean_x, mean_y = sum(rx) / len(rx), sum(ry) / len(ry)
+    covariance = sum((a - mean_x) * (b - mean_y) for a, b in zip(rx, ry, strict=True))
+    spread = (sum((a - mean_x) ** 2 for a in rx) * sum((b - mean_y) ** 2 for b in ry)) ** 0.5
+    return covariance / spread if spread else float("nan")
+
+
+def page(figures: dict[str, Any]) -> str:
+    """The Markdown page of the figures: recipes side by side, the fidelity check, the seeds' spread."""
+    machine, budget = figures["machine"], figures["budget"]
+    first = figures["eval_sets"][0]
+    lines = [
+        f"# {figures['study']}: recipes at the full budget",
+        "",
+        "Written by `bench/full_budget.py` (each row's command is in the JSON beside this page). Every row was"
+        f" refit at the `{figures['profile']}` profile's refit budget"
+        f" ({budget['train_examples']} examples, {budget.get('max_steps') or budget.get('epochs')}"
+        f" {'steps' if budget.get('max_steps') else 'epochs'} of {budget['batch_size']}) on one machine:"
+        f" {machine['cpu']}, {machine['cores']} cores, avx512_bf16 {machine['avx512_bf16']}, torch {machine['torch']}."
+        " Each adapter is folded into its base as registration merges it and answers every stored eval set.",
+        "",
+        "## Side by side",
+        "",
+    ]
+    header = ["recipe", "seed", *(f"{name} f1_micro" for name in figures["eval_sets"]), *SHOWN[1:], "training"]
+    rows = []
+    for run in figures["runs"]:
+        metrics = run["eval"][first]
+        rows.append(
+            [
+                run["name"] + ("" if run["kind"] in ("seed", "reference") else f" ({run['kind']})"),
+                run["seed"],
+                *(figure(run["eval"][name]["f1_micro"]) for name in figures["eval_sets"]),
+                *(figure(metrics[key]) for key in SHOWN[1:]),
+                minutes(run["train_seconds"]),
+            ]
+        )
+    lines += markdown_table(header, rows)
+    lines += ["", "Where each recipe comes from:", ""]
+    seen = set()
+    for run in figures["runs"]:
+        if run["name"] not in seen:
+            seen.add(run["name"])
+            lines.append(f"- {run['name']}: {run['source']}; {json.dumps(run['set']) if run['set'] else 'as the YAML'}")
+    trials = [
+        r
+        for r in figures["runs"]
+        if "trial_value" in r and not r.get("describe_fields") and r["seed"] == figures["runs"][0]["seed"]
+    ]
+    if len(trials) >= 3:
+        values = [r["trial_value"] or 0.0 for r in trials]  # a pruned trial has no value: it ranks last
+        full = [r["eval"][first]["f1_micro"] for r in trials]
+        lines += [
+            "",
+            "## Does the search's budget rank recipes as the full budget does?",
+            "",
+            *markdown_table(
+                ["trial", "value at the search's budget (validation f1_micro)", f"{first} f1_micro at the full budget"],
+                [[r["name"], figure(r["trial_value"]), figure(r["eval"][first]["f1_micro"])] for r in trials],
+            ),
+            "",
+            f"Spearman's rank correlation: **{rho:.2f}** over {len(trials)} trials."
+            if (rho := spearman(values, full)) == rho  # NaN when every full-budget score is the same
+            else "Spearman's rank correlation is undefined: every full-budget score is the same.",
+        ]
+    by_recipe: dict[str, list[float]] = {}
+    for run in figures["runs"]:
+        by_recipe.setdefault(run["name"], []).append(run["eval"][first]["f1_micro"])
+    spread = {name: values for name, values in by_recipe.items() if len(values) > 1}
+    if spread:
+        lines += ["", "## Over training seeds", ""]
+        lines += markdown_table(
+            ["recipe", "seeds", f"{first} f1_micro mean", "min", "max"],
+            [[n, len(v), figure(sum(v) / len(v)), figure(min(v)), figure(max(v))] for n, v in spread.items()],
+        )
+    studies = [s for s in figures.get("studies", []) if s["registered"]]
+    if len(studies) > 1:
+        values = [s["registered"][first] for s in studies]
+        lines += ["", "## Over study seeds", "", f"The registered model of each study ({first} f1_micro):", ""]
+        lines += markdown_table(
+            ["study", "machine", f"{first} f1_micro", "study to registered version"],
+            [
+                [s["study"], f"{s['machine']} (avx512_bf16 {s['avx512_bf16']})", figure(s["registered"][first]),
+                 minutes(s["to_registered_seconds"] or 0)]
+                for s in studies
+            ],
+        )  # fmt: skip
+        mean = sum(values) / len(values)
+        lines += ["", f"Mean {mean:.3f}, min {min(values):.3f}, max {max(values):.3f} over {len(values)} studies."]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", default="legal")
+    parser.add_argument("--profile", default="cpu")
+    parser.add_argument("--results", type=Path, default=None, help="the study's results JSON (harness results)")
+    parser.add_argument("--recipes", nargs="+", default=["tuned", "seed", "axolotl-qlora", "llama-factory-lora"])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--out-dir", type=Path, default=Path("results"))
+    parser.add_argument("--describe-fields", action="store_true", help="each field's description in the prompt")
+    parser.add_argument("--studies", type=Path, nargs="*", default=[], help="other seeds' results JSON")
+    args = parser.parse_args()
+
+    task = load_task(args.task)
+    if args.describe_fields:
+        task = task.model_copy(update={"task": task.task.model_copy(update={"describe_fields": True})})
+    results = args.results or args.out_dir / f"{args.task}-{args.profile}.json"
+    study = json.loads(results.read_text())
+    out = args.out_dir / f"{study['study']}-full-budget.json"
+    budget = resolve_trial_config(task, profile=args.profile, refit=True).budget.model_dump()
+    machine = machine_description()
+    previous = json.loads(out.read_text()) if out.exists() else {}
+    # Resumed only on the same budget and the same kind of machine: every row of the page from one machine.
+    same_machine = {k: previous.get("machine", {}).get(k) for k in ("cpu", "avx512_bf16", "gpu")} == {
+        k: machine[k] for k in ("cpu", "avx512_bf16", "gpu")
+    }
+    runs = previous.get("runs", []) if previous.get("budget") == budget and same_machine else []
+    if previous.get("runs") and not runs:
+        print(f"{out} holds refits of another budget or machine: starting again", file=sys.stderr)
+    command = " ".join([".venv/bin/python", "bench/full_budget.py", *sys.argv[1:]])
+
+    def write() -> None:
+        figures = {
+            "study": study["study"],
+            "task": args.task,
+            "profile": args.profile,
+            "command": command,
+            "budget": budget,
+            "eval_sets": list(task.eval_set_names),
+            "machine": machine,
+            "runs": runs,
+            "studies": [_registered(path) for path in [results, *args.studies]],
+        }
+        out.write_text(json.dumps(figures, indent=2) + "\n")
+        out.with_suffix(".md").write_text(page(figures))
+
+    for recipe in recipes(args.recipes, study):
+        if args.describe_fields:
+            recipe = {**recipe, "name": f"{recipe['name']}, fields described", "describe_fields": True}
+        for seed in args.seeds:
+            if any(r["name"] == recipe["name"] and r["set"] == recipe["set"] and r["seed"] == seed for r in runs):
+                continue
+            run = {**refit(task, profile=args.profile, recipe=recipe, seed=seed), "command": command}
+            runs.append(run)
+            write()
+            metrics = run["eval"][task.eval_set_names[0]]
+            print(
+                f"{run['name']} seed {seed}: {task.eval_set_names[0]} "
+                + ", ".join(f"{key} {metrics[key]:.3f}" for key in SHOWN)
+                + f"; training {minutes(run['train_seconds'])}",
+                flush=True,
+            )
+    write()
+
+
+if __name__ == "__main__":
+    main()
