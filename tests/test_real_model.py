@@ -16,6 +16,7 @@ from mlflow.tracking import MlflowClient
 
 from harness import registry, tracking
 from harness.config import load_task, resolve_trial_config
+from harness.promotion import promote
 from harness.trial import run_trial
 
 HARNESS = str(Path(sys.executable).parent / "harness")
@@ -62,7 +63,7 @@ def test_a_fine_tuned_smollm2_beats_its_zero_shot_base_and_the_gate_keeps_it_cha
     )
     tuned = registry.register_run(task, str(fine_tuned.run_id))
     assert tuned.version == 1 and tuned.test["n"] == STORED_TEST_EXAMPLES
-    assert registry.promote(task).verdict == "promoted"
+    assert promote(task).verdict == "promoted"
     zero_shot = registry.register_model(task, SMOLLM2, profile="cpu")
     assert zero_shot.version == 2
     print(

@@ -21,7 +21,7 @@ from safetensors import safe_open
 from harness import model_loading, registry, tracking, training
 from harness.config import LoraSpec, TaskConfig, load_task
 from harness.errors import HarnessError
-from harness.registry import gate
+from harness.promotion import gate, promote, stored_test_metrics
 from harness.regression import regress
 from tests.conftest import SMOKE_TEST_EXAMPLES
 
@@ -169,7 +169,7 @@ def test_the_registered_version_is_a_merged_16_bit_safetensors_model_with_its_ch
 
 
 def test_promoting_the_first_version_makes_it_champion_and_records_the_decision(task, smoke_store):
-    promotion = registry.promote(task)
+    promotion = promote(task)
     assert (promotion.candidate, promotion.champion, promotion.verdict) == (1, None, "promoted")
     assert promotion.evaluations.startswith("candidate v1 recorded")  # at registration: same set, same budget
     assert tracking.model_aliases("legal-extractor") == {"challenger": 1, "champion": 1}
@@ -183,13 +183,13 @@ def test_promoting_the_first_version_makes_it_champion_and_records_the_decision(
 
 
 def test_a_second_version_promoted_keeps_the_old_champion_as_previous_champion(task, smoke_study, smoke_store):
-    registry.promote(task)
+    promote(task)
     registration = registry.register_trial(task, study_name="legal-smoke", refit=False)
     assert registration.version == 2 and not registration.refit
     # Without a refit the version is logged on the trial's own run.
     assert registration.run_id == smoke_study.summary.best["mlflow_run_id"]
     assert MlflowClient().get_run(registration.run_id).info.status == "FINISHED"
-    promotion = registry.promote(task, tolerance=0.0)
+    promotion = promote(task, tolerance=0.0)
     assert promotion.champion == 1 and promotion.candidate == 2
     assert promotion.result.rows[0][2] is not None  # the champion was evaluated too
     assert tracking.model_aliases("legal-extractor") == {"challenger": 2, "champion": 2, "previous-champion": 1}
@@ -198,9 +198,9 @@ def test_a_second_version_promoted_keeps_the_old_champion_as_previous_champion(t
 def test_the_gate_refuses_a_candidate_that_scores_below_the_champion_it_would_replace(task, smoke_study, smoke_store):
     scoring = registry.register_run(task, smoke_study.constant_answer_run_id)  # v2: f1_micro 0.163 on the set
     assert scoring.version == 2 and scoring.test["f1_micro"] > 0.1
-    assert registry.promote(task).verdict == "promoted"
+    assert promote(task).verdict == "promoted"
     zero = registry.register_model(task, "tiny:llama", profile="smoke")  # v3: the untrained model, 0 on every field
-    promotion = registry.promote(task)
+    promotion = promote(task)
     assert (promotion.candidate, promotion.champion, promotion.verdict) == (3, 2, "refused")
     drop = scoring.test["f1_micro"] - zero.test["f1_micro"]
     assert promotion.result.reasons[0] == f"f1_micro drops by {drop:.4f} (> tolerance 0.01)"
@@ -208,9 +208,9 @@ def test_the_gate_refuses_a_candidate_that_scores_below_the_champion_it_would_re
 
 
 def test_the_gate_promotes_a_candidate_that_scores_above_the_champion(task, smoke_study, smoke_store):
-    assert registry.promote(task).verdict == "promoted"  # v1: the smoke search's, 0 on the set
+    assert promote(task).verdict == "promoted"  # v1: the smoke search's, 0 on the set
     better = registry.register_run(task, smoke_study.constant_answer_run_id)
-    promotion = registry.promote(task, tolerance=0.0)
+    promotion = promote(task, tolerance=0.0)
     assert (promotion.candidate, promotion.champion, promotion.verdict) == (better.version, 1, "promoted")
     metric, candidate, champion = promotion.result.rows[0]
     assert metric == "f1_micro" and candidate == pytest.approx(better.test["f1_micro"]) and candidate > champion
@@ -218,17 +218,17 @@ def test_the_gate_promotes_a_candidate_that_scores_above_the_champion(task, smok
 
 
 def test_promoting_the_champion_again_is_an_error(task, smoke_store):
-    registry.promote(task)
+    promote(task)
     with pytest.raises(HarnessError, match="version 1 is already @champion"):
-        registry.promote(task, version=1)
+        promote(task, version=1)
 
 
 def test_a_version_s_recorded_figures_are_what_a_fresh_evaluation_gives(task, smoke_store):
-    recorded, source = registry.stored_test_metrics(task, "legal-extractor", 1, 64)
-    again, fresh_source = registry.stored_test_metrics(task, "legal-extractor", 1, 64, fresh=True)
+    recorded, source = stored_test_metrics(task, "legal-extractor", 1, 64)
+    again, fresh_source = stored_test_metrics(task, "legal-extractor", 1, 64, fresh=True)
     assert source.startswith("v1 recorded") and fresh_source == "v1 evaluated now"
     assert again == recorded  # greedy decoding of unchanged weights on an unchanged set: nothing to re-check
-    _, other_budget = registry.stored_test_metrics(task, "legal-extractor", 1, 32)
+    _, other_budget = stored_test_metrics(task, "legal-extractor", 1, 32)
     assert other_budget == "v1 evaluated now"  # a recorded evaluation counts only for its own budget
 
 
@@ -274,7 +274,7 @@ def test_registering_a_run_that_trained_nothing_says_what_is_expected(task, smok
 
 
 def test_regress_checks_the_registered_champion_against_the_figures_stored_for_it(task, smoke_store, tmp_path):
-    registry.promote(task)
+    promote(task)
     task = task_with_expectations_in(tmp_path, task)
     [stored] = regress(task, update_baseline=True)  # default model: models:/legal-extractor@champion
     assert stored.updated and stored.path.name == "legal-extractor@champion.json"

@@ -18,6 +18,7 @@ import pytest
 from openai import OpenAI
 
 from harness import registry, serving, tracking
+from harness.promotion import promote
 from harness.task_data import load_split
 from tests.conftest import free_port
 
@@ -63,7 +64,7 @@ def champion(smoke_study, tmp_path_factory):
         tracking.configure()
         registration = registry.register_run(smoke_study.task, smoke_study.constant_answer_run_id)
         assert registration.test["f1_micro"] > 0.1, registration.test
-        assert registry.promote(smoke_study.task).promoted
+        assert promote(smoke_study.task).promoted
     return smoke_study.task, smoke_study.task_path, mlruns
 
 

@@ -31,7 +31,7 @@ def promote(
     from harness import tracking
     from harness.config import load_task
     from harness.progress import ConsoleProgress
-    from harness.registry import promote as run_promotion
+    from harness.promotion import promote as run_promotion
 
     config = load_task(task)
     tracking.configure(tracking_uri)
