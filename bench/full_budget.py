@@ -6,7 +6,8 @@ registered model was trained at) and scored on every stored eval set, on one mac
 
 The recipes:
 - `seed`: the task's seed recipe;
-- `tuned`: the study's best trial (what `harness search` registered), read from its results page's JSON;
+- `tuned`: the study's best trial (what `harness search` registered), read from its results page's JSON; at the
+  recipe's own seed its row is the registered version's figures (that refit, merged), not a second refit;
 - `top-3`: the study's three best complete trials; `pruned`: its first trial pruned at the first rung; together
   they say whether the search's budget ranks recipes as the full budget does (Spearman's rank correlation between
   their trial-budget values and their full-budget test-v1 f1_micro);
@@ -125,6 +126,24 @@ def refit(task: Any, *, profile: str, recipe: dict[str, Any], seed: int) -> dict
         "validation_f1_micro": trained.metrics["f1_micro"],
         "wall_seconds": round(time.perf_counter() - started, 1),
         "eval": evaluations,
+    }
+
+
+def registered_run(recipe: dict[str, Any], study: dict[str, Any], task: Any) -> dict[str, Any] | None:
+    """The tuned recipe's row from what the study already measured: its registered version is that recipe refit at
+    this budget with the recipe's seed and merged, scored on every stored set (`harness results`)."""
+    registered = study["ladder"].get("registered")
+    refit = study["stages"].get("refit and registration", {})
+    if recipe["kind"] != "tuned" or recipe.get("describe_fields") or not registered or "train_seconds" not in refit:
+        return None
+    return {
+        **{key: recipe[key] for key in ("name", "kind", "set", "trial_value")},
+        "source": f"{recipe['source']}; the registered version's figures (`harness results`), not refit again",
+        "seed": task.recipe.seed,
+        "train_seconds": refit["train_seconds"],
+        "train_tokens_per_second": refit.get("train_tokens_per_second"),
+        "peak_memory_mb": refit.get("peak_memory_mb"),
+        "eval": {name: registered[name] for name in task.eval_set_names},
     }
 
 
@@ -306,7 +325,8 @@ def main() -> None:
         for seed in args.seeds:
             if any(r["name"] == recipe["name"] and r["set"] == recipe["set"] and r["seed"] == seed for r in runs):
                 continue
-            run = {**refit(task, profile=args.profile, recipe=recipe, seed=seed), "command": command}
+            measured = registered_run(recipe, study, task) if seed == task.recipe.seed else None
+            run = {**(measured or refit(task, profile=args.profile, recipe=recipe, seed=seed)), "command": command}
             runs.append(run)
             write()
             metrics = run["eval"][task.eval_set_names[0]]
