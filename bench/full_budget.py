@@ -198,8 +198,9 @@ def page(figures: dict[str, Any]) -> str:
         "",
         "Written by `bench/full_budget.py` (each row's command is in the JSON beside this page). Every row was"
         f" refit at the `{figures['profile']}` profile's refit budget"
-        f" ({budget['train_examples']} examples, {budget.get('max_steps') or budget.get('epochs')}"
-        f" {'steps' if budget.get('max_steps') else 'epochs'} of {budget['batch_size']}) on one machine:"
+        f" ({budget['train_examples']} examples, "
+        + (f"{budget['max_steps']} steps" if budget.get("max_steps") else f"{budget['epochs']:g} epoch(s)")
+        + f" in batches of {budget['batch_size']}) on one machine:"
         f" {machine['cpu']}, {machine['cores']} cores, avx512_bf16 {machine['avx512_bf16']}, torch {machine['torch']}."
         " Each adapter is folded into its base as registration merges it and answers every stored eval set.",
         "",
