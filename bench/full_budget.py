@@ -189,6 +189,37 @@ def spearman(xs: list[float], ys: list[float]) -> float:
     return covariance / spread if spread else float("nan")
 
 
+def what_the_search_buys(figures: dict[str, Any]) -> list[str]:
+    """The page's answer in two sentences: the tuned recipe against the best well-known one at the same budget and
+    seed, and what the search that found it cost; nothing until both have run."""
+    first, runs = figures["eval_sets"][0], figures["runs"]
+    tuned = [r for r in runs if r["kind"] == "tuned" and not r.get("describe_fields")]
+    known = [r for r in runs if r["kind"] in ("seed", "reference") and tuned and r["seed"] == tuned[0]["seed"]]
+    if not tuned or not known:
+        return []
+
+    def score(run: dict[str, Any]) -> float:
+        return run["eval"][first]["f1_micro"]
+
+    searched, best = tuned[0], max(known, key=score)
+    gain = score(searched) - score(best)
+    verdict = f"the search buys **{gain:+.3f}**" if gain > 0 else f"the search buys nothing here ({gain:+.3f})"
+    lines = [
+        "## What the search buys",
+        "",
+        f"At the same budget and seed, the searched recipe ({searched['name']}) scores **{score(searched):.3f}**"
+        f" {first} f1_micro; the best well-known recipe ({best['name']}) scores {score(best):.3f}: {verdict}.",
+    ]
+    study = next((s for s in figures.get("studies", []) if s["study"] == figures["study"]), None)
+    if study and study.get("to_registered_seconds"):
+        lines[-1] += (
+            f" The search that found it took {minutes(study['to_registered_seconds'])} from its start to the"
+            f" registered version on {study['machine']} (results/{figures['study']}.md); training one recipe at this"
+            f" budget took {minutes(best['train_seconds'])}."
+        )
+    return [*lines, ""]
+
+
 def page(figures: dict[str, Any]) -> str:
     """The Markdown page of the figures: recipes side by side, the fidelity check, the seeds' spread."""
     machine, budget = figures["machine"], figures["budget"]
@@ -204,9 +235,9 @@ def page(figures: dict[str, Any]) -> str:
         f" {machine['cpu']}, {machine['cores']} cores, avx512_bf16 {machine['avx512_bf16']}, torch {machine['torch']}."
         " Each adapter is folded into its base as registration merges it and answers every stored eval set.",
         "",
-        "## Side by side",
-        "",
     ]
+    lines += what_the_search_buys(figures)
+    lines += ["## Side by side", ""]
     header = ["recipe", "seed", *(f"{name} f1_micro" for name in figures["eval_sets"]), *SHOWN[1:], "training"]
     rows = []
     for run in figures["runs"]:

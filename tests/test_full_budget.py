@@ -71,3 +71,40 @@ def test_spearman_is_one_for_the_same_order_minus_one_for_the_reverse_and_shares
     assert full_budget.spearman([0.1, 0.2, 0.3, 0.4], [0.9, 0.8, 0.7, 0.1]) == pytest.approx(-1.0)
     # ranks 1.5, 1.5, 3, 4 against 1, 2, 3, 4: the tie is neither order
     assert full_budget.spearman([0.0, 0.0, 0.3, 0.4], [0.1, 0.2, 0.3, 0.4]) == pytest.approx(0.9487, abs=1e-4)
+
+
+def run(name: str, kind: str, f1: float, *, seed: int = 0, train_seconds: float = 600.0) -> dict[str, object]:
+    """A refit's row as bench/full_budget.py records it."""
+    return {"name": name, "kind": kind, "seed": seed, "train_seconds": train_seconds, "set": {}, "source": "here",
+            "eval": {"test-v1": {"f1_micro": f1, **dict.fromkeys(full_budget.SHOWN[1:], 0.5)}}}  # fmt: skip
+
+
+def figures(*runs: dict[str, object]) -> dict[str, object]:
+    machine = {"cpu": "AMD EPYC", "cores": 2, "avx512_bf16": True, "torch": "2.13"}
+    return {
+        "study": "legal-cpu", "profile": "cpu", "eval_sets": ["test-v1"], "machine": machine, "runs": list(runs),
+        "budget": {"train_examples": 500, "epochs": 1.0, "batch_size": 4},
+        "studies": [{"study": "legal-cpu", "machine": "AMD EPYC", "avx512_bf16": True, "to_registered_seconds": 2760,
+                     "registered": {"test-v1": 0.9}}],
+    }  # fmt: skip
+
+
+def test_the_page_opens_with_what_the_search_buys_over_the_best_well_known_recipe_and_what_it_cost():
+    text = full_budget.page(
+        figures(run("trial 6", "tuned", 0.9), run("seed recipe", "seed", 0.45), run("axolotl", "reference", 0.5))
+    )
+    assert (
+        "the searched recipe (trial 6) scores **0.900** test-v1 f1_micro; the best well-known recipe (axolotl)"
+        " scores 0.500: the search buys **+0.400**. The search that found it took 46 min from its start"
+    ) in text
+    assert text.index("## What the search buys") < text.index("## Side by side")
+
+
+def test_a_search_that_buys_nothing_says_so():
+    text = full_budget.page(figures(run("trial 6", "tuned", 0.5), run("axolotl", "reference", 0.52)))
+    assert "the search buys nothing here (-0.020)" in text
+
+
+def test_without_a_well_known_recipe_at_the_tuned_seed_the_page_claims_nothing():
+    text = full_budget.page(figures(run("trial 6", "tuned", 0.9), run("seed recipe", "seed", 0.45, seed=1)))
+    assert "What the search buys" not in text
