@@ -9,6 +9,8 @@ import pytest
 import yaml
 
 from harness.config import apply_overrides
+from harness.predictions import write_predictions
+from harness.task_data import load_split
 from tests.conftest import LEGAL_YAML
 
 pytestmark = pytest.mark.fast  # the fast tier: no process started, no training (make test-fast)
@@ -108,3 +110,45 @@ def test_a_search_that_buys_nothing_says_so():
 def test_without_a_well_known_recipe_at_the_tuned_seed_the_page_claims_nothing():
     text = full_budget.page(figures(run("trial 6", "tuned", 0.9), run("seed recipe", "seed", 0.45, seed=1)))
     assert "What the search buys" not in text
+
+
+def test_initiator_answers_are_counted_by_how_the_ruling_words_the_initiator(legal, tmp_path):
+    """Answers that always say `plaintiff` are right exactly on the plaintiff-initiated rulings of each group."""
+    test_v1 = load_split(legal, "test-v1")
+    answers = tmp_path / "answers.jsonl"
+    write_predictions(answers, [e.id for e in test_v1], ['{"initiator": "plaintiff"}'] * len(test_v1))
+    counts = full_budget.initiator_by_wording(legal, "test-v1", answers)
+    assert set(counts) == {"appeal, by name", "appeal, by role", "claim or counterclaim"}
+    assert sum(total for _, total in counts.values()) == 200
+    appeals = sum(counts[group][1] for group in ("appeal, by name", "appeal, by role"))
+    assert appeals == 58  # the stored set's appeals (bench/initiator_errors.py --recoverable)
+    plaintiff_initiated = sum(e.fields["initiator"] == "plaintiff" for e in test_v1)
+    assert sum(right for right, _ in counts.values()) == plaintiff_initiated == 128
+
+
+def test_the_initiator_section_shows_each_explanations_figure():
+    initiator = {"appeal, by name": [10, 23], "appeal, by role": [33, 35], "claim or counterclaim": [140, 142]}
+    tuned = {
+        **run("trial 6", "tuned", 0.9),
+        "answers": "results/answers/x/trial-6-seed0-test-v1.jsonl",
+        "initiator": initiator,
+    }
+    text = full_budget.page(
+        {
+            **figures(tuned),
+            "initiator_rules": {"appeals": 58, "named": 27, "right": 27},
+            "learning_curve": [
+                {
+                    "file": "lc.json",
+                    "machine": "AMD EPYC",
+                    "train_examples": 2000,
+                    "acc_initiator": 0.925,
+                    "f1_micro": 0.989,
+                },
+            ],
+        }
+    )
+    assert "of 58 appeals in test-v1, 27 name the appellant by its company" in text
+    assert "reads the appellant's role right from the text in 27 of those 27" in text
+    assert "| trial 6 | 0 | 0.500 | 10 / 23 | 33 / 35 | 140 / 142 |" in " ".join(text.split())
+    assert "(results/lc.json, AMD EPYC): acc_initiator (f1_micro) at 2,000 examples 0.925 (0.989)" in text
