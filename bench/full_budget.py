@@ -353,13 +353,29 @@ def page(figures: dict[str, Any]) -> str:
             "",
             *markdown_table(
                 ["trial", "value at the search's budget (validation f1_micro)", f"{first} f1_micro at the full budget"],
-                [[r["name"], figure(r["trial_value"]), figure(r["eval"][first]["f1_micro"])] for r in trials],
+                [
+                    [
+                        r["name"],
+                        "pruned" if r["trial_value"] is None else figure(r["trial_value"]),
+                        figure(r["eval"][first]["f1_micro"]),
+                    ]
+                    for r in trials
+                ],
             ),
             "",
             f"Spearman's rank correlation: **{rho:.2f}** over {len(trials)} trials."
             if (rho := spearman(values, full)) == rho  # NaN when every full-budget score is the same
             else "Spearman's rank correlation is undefined: every full-budget score is the same.",
         ]
+        swapped = [
+            f"{a['name']} and {b['name']} ({abs(va - vb):.3f} apart at the search's budget,"
+            f" {abs(fa - fb):.3f} at the full budget)"
+            for i, (a, va, fa) in enumerate(zip(trials, values, full, strict=True))
+            for b, vb, fb in zip(trials[i + 1 :], values[i + 1 :], full[i + 1 :], strict=True)
+            if (va - vb) * (fa - fb) < 0
+        ]
+        if swapped:
+            lines[-1] += " Out of order: " + "; ".join(swapped) + "."
     by_recipe: dict[str, list[float]] = {}
     for run in figures["runs"]:
         by_recipe.setdefault(run["name"], []).append(run["eval"][first]["f1_micro"])

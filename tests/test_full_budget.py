@@ -152,3 +152,15 @@ def test_the_initiator_section_shows_each_explanations_figure():
     assert "reads the appellant's role right from the text in 27 of those 27" in text
     assert "| trial 6 | 0 | 0.500 | 10 / 23 | 33 / 35 | 140 / 142 |" in " ".join(text.split())
     assert "(results/lc.json, AMD EPYC): acc_initiator (f1_micro) at 2,000 examples 0.925 (0.989)" in text
+
+
+def test_the_fidelity_check_names_the_pairs_the_full_budget_puts_out_of_order():
+    def trial(name: str, value: float | None, f1: float) -> dict[str, object]:
+        return {**run(name, "top", f1), "trial_value": value}
+
+    text = full_budget.page(
+        figures(trial("trial 23", 0.490, 0.966), trial("trial 24", 0.488, 0.972), trial("trial 2", None, 0.671))
+    )
+    assert "| trial 2 | pruned | 0.671 |" in " ".join(text.split())
+    assert "Spearman's rank correlation: **0.50** over 3 trials." in text
+    assert "Out of order: trial 23 and trial 24 (0.002 apart at the search's budget, 0.006 at the full budget)." in text
