@@ -29,6 +29,7 @@ budget) is not run again: the command resumes where it stopped. `<study>-full-bu
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import sys
@@ -42,14 +43,20 @@ import yaml
 from harness import tracking
 from harness.config import load_task, resolve_trial_config
 from harness.machine import describe as machine_description
+from harness.predictions import write_predictions
 from harness.progress import ConsoleProgress, minutes
 from harness.tables import figure, markdown_table
+from harness.task_data import load_split
 from harness.trial import evaluate_model
 from harness.trial_process import run_trial_in_own_process
 
 REFERENCE_RECIPES = Path(__file__).with_name("reference_recipes.yaml")
 SHOWN = ("f1_micro", "f1_claim_amount", "acc_initiator", "exact_match", "json_valid_rate")
 RECIPE_KEYS = ("lora.r", "lora.alpha_ratio", "lora.target_modules", "train.learning_rate", "quantization")
+_spec = importlib.util.spec_from_file_location("initiator_errors", Path(__file__).with_name("initiator_errors.py"))
+assert _spec is not None and _spec.loader is not None
+initiator_errors = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(initiator_errors)
 
 
 def recipes(names: list[str], study: dict[str, Any]) -> list[dict[str, Any]]:
@@ -95,8 +102,31 @@ def _trial_recipe(row: dict[str, Any], study: dict[str, Any], *, kind: str) -> d
     }
 
 
-def refit(task: Any, *, profile: str, recipe: dict[str, Any], seed: int) -> dict[str, Any]:
-    """The recipe trained at the refit budget in a process of its own, then scored on every stored eval set."""
+def answers_path(answers_dir: Path, name: str, seed: int, eval_set: str) -> Path:
+    """Where a recipe's answers on an eval set are kept (`harness score` and bench/initiator_errors.py read them)."""
+    slug = "-".join(name.replace(",", " ").split())
+    return answers_dir / f"{slug}-seed{seed}-{eval_set}.jsonl"
+
+
+def initiator_by_wording(task: Any, eval_set: str, answers: Path) -> dict[str, list[int]]:
+    """How often the answers name the initiator right, by how the ruling words it (bench/initiator_errors.py): a
+    claim or counterclaim, an appeal that calls the appellant by its role, an appeal that names its company;
+    each as [right, rulings]."""
+    outputs = {r["id"]: r["output"] for r in map(json.loads, answers.read_text(encoding="utf-8").splitlines())}
+    counts: dict[str, list[int]] = {}
+    for example in load_split(task, eval_set):
+        kind = initiator_errors.ruling_kind(example.text)
+        group = f"appeal, by {initiator_errors.named_by(example.text)}" if kind == "appeal" else "claim or counterclaim"
+        answer = initiator_errors.extract_json_object(outputs.get(example.id, "")) or {}
+        tally = counts.setdefault(group, [0, 0])
+        tally[0] += answer.get("initiator") == example.fields["initiator"]
+        tally[1] += 1
+    return dict(sorted(counts.items()))
+
+
+def refit(task: Any, *, profile: str, recipe: dict[str, Any], seed: int, answers_dir: Path) -> dict[str, Any]:
+    """The recipe trained at the refit budget in a process of its own, then scored on every stored eval set; its
+    answers on the first are kept in `answers_dir`."""
     config = resolve_trial_config(task, profile=profile, overrides={**recipe["set"], "seed": seed}, refit=True)
     with tempfile.TemporaryDirectory(prefix="harness-full-budget-") as directory:
         os.environ["HARNESS_MLRUNS"] = directory
@@ -109,11 +139,14 @@ def refit(task: Any, *, profile: str, recipe: dict[str, Any], seed: int) -> dict
         for eval_set in task.eval_set_names:
             progress = ConsoleProgress(_err())
             progress.stage(f"{recipe['name']} (seed {seed}) on {eval_set}")
-            scores, _ = evaluate_model(
+            scores, generated = evaluate_model(
                 task, config.model, adapter=trained.adapter_dir, quantization=config.recipe.quantization,
                 split=eval_set, max_new_tokens=config.budget.max_new_tokens, reporter=progress,
             )  # fmt: skip
             evaluations[eval_set] = dict(scores.metrics)
+            if eval_set == task.eval_set_names[0]:
+                answers = answers_path(answers_dir, recipe["name"], seed, eval_set)
+                write_predictions(answers, [record.id for record in scores.records], generated.outputs)
     return {
         **{key: recipe[key] for key in ("name", "kind", "source", "set") if key in recipe},
         **{key: recipe[key] for key in ("trial_value", "describe_fields") if key in recipe},
@@ -126,18 +159,26 @@ def refit(task: Any, *, profile: str, recipe: dict[str, Any], seed: int) -> dict
         "validation_f1_micro": trained.metrics["f1_micro"],
         "wall_seconds": round(time.perf_counter() - started, 1),
         "eval": evaluations,
+        "answers": str(answers),
+        "initiator": initiator_by_wording(task, task.eval_set_names[0], answers),
     }
 
 
-def registered_run(recipe: dict[str, Any], study: dict[str, Any], task: Any) -> dict[str, Any] | None:
+def registered_run(
+    recipe: dict[str, Any], study: dict[str, Any], task: Any, *, answers_dir: Path
+) -> dict[str, Any] | None:
     """The tuned recipe's row from what the study already measured: its registered version is that recipe refit at
     this budget with the recipe's seed and merged, scored on every stored set (`harness results`)."""
     registered = study["ladder"].get("registered")
     refit = study["stages"].get("refit and registration", {})
     if recipe["kind"] != "tuned" or recipe.get("describe_fields") or not registered or "train_seconds" not in refit:
         return None
+    # Its answers, where kept: `harness eval TASK --model <the version's merged directory> --split test-v1 --out`.
+    answers = answers_path(answers_dir, recipe["name"], task.recipe.seed, task.eval_set_names[0])
+    kept = {"answers": str(answers), "initiator": initiator_by_wording(task, task.eval_set_names[0], answers)}
     return {
         **{key: recipe[key] for key in ("name", "kind", "set", "trial_value")},
+        **(kept if answers.exists() else {}),
         "source": f"{recipe['source']}; the registered version's figures (`harness results`), not refit again",
         "seed": task.recipe.seed,
         "train_seconds": refit["train_seconds"],
@@ -189,6 +230,77 @@ def spearman(xs: list[float], ys: list[float]) -> float:
     return covariance / spread if spread else float("nan")
 
 
+def what_the_search_buys(figures: dict[str, Any]) -> list[str]:
+    """The page's answer in two sentences: the tuned recipe against the best well-known one at the same budget and
+    seed, and what the search that found it cost; nothing until both have run."""
+    first, runs = figures["eval_sets"][0], figures["runs"]
+    tuned = [r for r in runs if r["kind"] == "tuned" and not r.get("describe_fields")]
+    known = [r for r in runs if r["kind"] in ("seed", "reference") and tuned and r["seed"] == tuned[0]["seed"]]
+    if not tuned or not known:
+        return []
+
+    def score(run: dict[str, Any]) -> float:
+        return run["eval"][first]["f1_micro"]
+
+    searched, best = tuned[0], max(known, key=score)
+    gain = score(searched) - score(best)
+    verdict = f"the search buys **{gain:+.3f}**" if gain > 0 else f"the search buys nothing here ({gain:+.3f})"
+    lines = [
+        "## What the search buys",
+        "",
+        f"At the same budget and seed, the searched recipe ({searched['name']}) scores **{score(searched):.3f}**"
+        f" {first} f1_micro; the best well-known recipe ({best['name']}) scores {score(best):.3f}: {verdict}.",
+    ]
+    study = next((s for s in figures.get("studies", []) if s["study"] == figures["study"]), None)
+    if study and study.get("to_registered_seconds"):
+        lines[-1] += (
+            f" The search that found it took {minutes(study['to_registered_seconds'])} from its start to the"
+            f" registered version on {study['machine']} (results/{figures['study']}.md); training one recipe at this"
+            f" budget took {minutes(best['train_seconds'])}."
+        )
+    return [*lines, ""]
+
+
+def initiator_section(figures: dict[str, Any]) -> list[str]:
+    """Where the initiator's errors are, and what each explanation predicts: the data (can a rules check read the
+    appellant from the text?), the prompt (rows with the fields described) and the model's size (more examples)."""
+    rows = [r for r in figures["runs"] if r.get("initiator")]
+    rules, curve = figures.get("initiator_rules"), figures.get("learning_curve", [])
+    if not rows and not rules:
+        return []
+    first = figures["eval_sets"][0]
+    lines = ["", "## The initiator", ""]
+    if rules:
+        lines.append(
+            f"- **The data**: of {rules['appeals']} appeals in {first}, {rules['named']} name the appellant by its"
+            f" company rather than its role; a rules check (`bench/initiator_errors.py --recoverable`) reads the"
+            f" appellant's role right from the text in {rules['right']} of those {rules['named']}."
+        )
+    if rows:
+        lines.append(
+            "- **Where the answers miss**, by how the ruling words the initiator (right / rulings; the answers are"
+            f" kept in `{Path(rows[0]['answers']).parent}/`):"
+        )
+        groups = sorted({group for r in rows for group in r["initiator"]})
+        lines += ["", *markdown_table(
+            ["recipe", "seed", "acc_initiator", *groups],
+            [[r["name"], r["seed"], figure(r["eval"][first]["acc_initiator"]),
+              *(f"{r['initiator'][g][0]} / {r['initiator'][g][1]}" if g in r["initiator"] else "-" for g in groups)]
+             for r in rows],
+        )]  # fmt: skip
+    for file, machine in dict.fromkeys((p["file"], p["machine"]) for p in curve):
+        points = [p for p in curve if p["file"] == file]
+        lines += [
+            "",
+            f"- **More examples** (results/{file}, {machine}): acc_initiator (f1_micro) at "
+            + ", ".join(
+                f"{p['train_examples']:,} examples {p['acc_initiator']:.3f} ({p['f1_micro']:.3f})" for p in points
+            )
+            + ".",
+        ]
+    return lines
+
+
 def page(figures: dict[str, Any]) -> str:
     """The Markdown page of the figures: recipes side by side, the fidelity check, the seeds' spread."""
     machine, budget = figures["machine"], figures["budget"]
@@ -204,9 +316,9 @@ def page(figures: dict[str, Any]) -> str:
         f" {machine['cpu']}, {machine['cores']} cores, avx512_bf16 {machine['avx512_bf16']}, torch {machine['torch']}."
         " Each adapter is folded into its base as registration merges it and answers every stored eval set.",
         "",
-        "## Side by side",
-        "",
     ]
+    lines += what_the_search_buys(figures)
+    lines += ["## Side by side", ""]
     header = ["recipe", "seed", *(f"{name} f1_micro" for name in figures["eval_sets"]), *SHOWN[1:], "training"]
     rows = []
     for run in figures["runs"]:
@@ -258,6 +370,7 @@ def page(figures: dict[str, Any]) -> str:
             ["recipe", "seeds", f"{first} f1_micro mean", "min", "max"],
             [[n, len(v), figure(sum(v) / len(v)), figure(min(v)), figure(max(v))] for n, v in spread.items()],
         )
+    lines += initiator_section(figures)
     studies = [s for s in figures.get("studies", []) if s["registered"]]
     if len(studies) > 1:
         values = [s["registered"][first] for s in studies]
@@ -304,6 +417,26 @@ def main() -> None:
     if previous.get("runs") and not runs:
         print(f"{out} holds refits of another budget or machine: starting again", file=sys.stderr)
     command = " ".join([".venv/bin/python", "bench/full_budget.py", *sys.argv[1:]])
+    answers_dir = args.out_dir / "answers" / f"{study['study']}-full-budget"
+    first = task.eval_set_names[0]
+    appeals = [e for e in load_split(task, first) if initiator_errors.ruling_kind(e.text) == "appeal"]
+    named = [(e, initiator_errors.appellant_by_name({"text": e.text, "fields": e.fields})) for e in appeals]
+    named = [(e, read) for e, read in named if read is not None]
+    rules = {
+        "appeals": len(appeals),
+        "named": len(named),
+        "right": sum(read == e.fields["initiator"] for e, read in named),
+    }
+    curve = [
+        {"file": path.name, "machine": data["machine"]["cpu"], "train_examples": point["train_examples"],
+         "acc_initiator": point[first]["acc_initiator"], "f1_micro": point[first]["f1_micro"]}
+        for path in sorted(args.out_dir.glob(f"learning-curve-{args.profile}*.json"))
+        if (data := json.loads(path.read_text()))["task"] == args.task and data["eval_set"] == first
+        for point in data["points"]
+    ]  # fmt: skip
+    # Other studies' registered models stay on the page when a later run does not name them again.
+    studies = {s["study"]: s for s in previous.get("studies", [])}
+    studies.update({s["study"]: s for s in map(_registered, [results, *args.studies])})
 
     def write() -> None:
         figures = {
@@ -315,7 +448,9 @@ def main() -> None:
             "eval_sets": list(task.eval_set_names),
             "machine": machine,
             "runs": runs,
-            "studies": [_registered(path) for path in [results, *args.studies]],
+            "studies": list(studies.values()),
+            "initiator_rules": rules,
+            "learning_curve": curve,
         }
         out.write_text(json.dumps(figures, indent=2) + "\n")
         out.with_suffix(".md").write_text(page(figures))
@@ -324,10 +459,22 @@ def main() -> None:
         if args.describe_fields:
             recipe = {**recipe, "name": f"{recipe['name']}, fields described", "describe_fields": True}
         for seed in args.seeds:
-            if any(r["name"] == recipe["name"] and r["set"] == recipe["set"] and r["seed"] == seed for r in runs):
+            measured = (
+                registered_run(recipe, study, task, answers_dir=answers_dir) if seed == task.recipe.seed else None
+            )
+            done = [
+                i
+                for i, r in enumerate(runs)
+                if (r["name"], r["set"], r["seed"]) == (recipe["name"], recipe["set"], seed)
+            ]
+            if done and measured:  # the registered version's row: cheap to read again, e.g. once its answers are kept
+                runs[done[0]] = {**measured, "command": runs[done[0]]["command"]}
+            if done:
                 continue
-            measured = registered_run(recipe, study, task) if seed == task.recipe.seed else None
-            run = {**(measured or refit(task, profile=args.profile, recipe=recipe, seed=seed)), "command": command}
+            run = {
+                **(measured or refit(task, profile=args.profile, recipe=recipe, seed=seed, answers_dir=answers_dir)),
+                "command": command,
+            }
             runs.append(run)
             write()
             metrics = run["eval"][task.eval_set_names[0]]

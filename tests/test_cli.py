@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -32,8 +33,10 @@ COMMANDS = [
 ]
 
 
-def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([HARNESS, *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+def run(*args: str, cwd: Path | None = None, columns: int | None = None) -> subprocess.CompletedProcess[str]:
+    """The CLI as a user runs it; `columns` widens its tables past the 80 columns of a pipe."""
+    env = None if columns is None else {**os.environ, "COLUMNS": str(columns)}
+    return subprocess.run([HARNESS, *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
 
 
 def last_json(stdout: str) -> dict:
@@ -115,11 +118,29 @@ def test_baseline_writes_predictions_and_scores_below_0_6(tmp_path):
 
 
 def test_data_checks_digests_and_exports_splits(tmp_path):
-    result = run("data", "legal", "--export", str(tmp_path))
+    result = run("data", "legal", "--export", str(tmp_path), "--profile", "cpu", columns=300)
     assert result.returncode == 0
     assert "Eval set digests match" in result.stdout
     assert len((tmp_path / "train.jsonl").read_text().splitlines()) == 3200
     assert len((tmp_path / "test-v1.jsonl").read_text().splitlines()) == 200
+    # Each split in the profile's model's tokens: every legal example fits the cpu profile's 576, none is cut.
+    assert "legal in embedded:smollm2-135m-instruct's tokens" in result.stdout
+    test_row = [line for line in result.stdout.splitlines() if line.startswith("│ test-v1 ")][-1]  # the second table
+    assert test_row.split("│")[2].strip() == "245 / 328 / 410 / 447"  # measured by this command at 576
+    assert "warning" not in result.stderr
+
+
+def test_data_warns_of_examples_the_profile_cannot_train_or_generate_whole(task_copy):
+    def shrink(data):
+        data["profiles"]["cpu"]["budget"].update(max_seq_length=400, max_new_tokens=80)
+
+    path, _ = task_copy(shrink)
+    result = run("data", str(path), "--profile", "cpu")
+    assert result.returncode == 0
+    stderr = " ".join(result.stderr.split())
+    assert re.search(r"warning: \d+ train examples \(the longest \d+ tokens\) and \d+ validation examples", stderr)
+    assert "longer than the cpu profile's max_seq_length=400" in stderr
+    assert "validation's longest answer is 92 tokens, more than the cpu profile's max_new_tokens=80" in stderr
 
 
 def test_fetch_model_prints_the_local_directory():

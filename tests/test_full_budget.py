@@ -9,6 +9,8 @@ import pytest
 import yaml
 
 from harness.config import apply_overrides
+from harness.predictions import write_predictions
+from harness.task_data import load_split
 from tests.conftest import LEGAL_YAML
 
 pytestmark = pytest.mark.fast  # the fast tier: no process started, no training (make test-fast)
@@ -71,3 +73,82 @@ def test_spearman_is_one_for_the_same_order_minus_one_for_the_reverse_and_shares
     assert full_budget.spearman([0.1, 0.2, 0.3, 0.4], [0.9, 0.8, 0.7, 0.1]) == pytest.approx(-1.0)
     # ranks 1.5, 1.5, 3, 4 against 1, 2, 3, 4: the tie is neither order
     assert full_budget.spearman([0.0, 0.0, 0.3, 0.4], [0.1, 0.2, 0.3, 0.4]) == pytest.approx(0.9487, abs=1e-4)
+
+
+def run(name: str, kind: str, f1: float, *, seed: int = 0, train_seconds: float = 600.0) -> dict[str, object]:
+    """A refit's row as bench/full_budget.py records it."""
+    return {"name": name, "kind": kind, "seed": seed, "train_seconds": train_seconds, "set": {}, "source": "here",
+            "eval": {"test-v1": {"f1_micro": f1, **dict.fromkeys(full_budget.SHOWN[1:], 0.5)}}}  # fmt: skip
+
+
+def figures(*runs: dict[str, object]) -> dict[str, object]:
+    machine = {"cpu": "AMD EPYC", "cores": 2, "avx512_bf16": True, "torch": "2.13"}
+    return {
+        "study": "legal-cpu", "profile": "cpu", "eval_sets": ["test-v1"], "machine": machine, "runs": list(runs),
+        "budget": {"train_examples": 500, "epochs": 1.0, "batch_size": 4},
+        "studies": [{"study": "legal-cpu", "machine": "AMD EPYC", "avx512_bf16": True, "to_registered_seconds": 2760,
+                     "registered": {"test-v1": 0.9}}],
+    }  # fmt: skip
+
+
+def test_the_page_opens_with_what_the_search_buys_over_the_best_well_known_recipe_and_what_it_cost():
+    text = full_budget.page(
+        figures(run("trial 6", "tuned", 0.9), run("seed recipe", "seed", 0.45), run("axolotl", "reference", 0.5))
+    )
+    assert (
+        "the searched recipe (trial 6) scores **0.900** test-v1 f1_micro; the best well-known recipe (axolotl)"
+        " scores 0.500: the search buys **+0.400**. The search that found it took 46 min from its start"
+    ) in text
+    assert text.index("## What the search buys") < text.index("## Side by side")
+
+
+def test_a_search_that_buys_nothing_says_so():
+    text = full_budget.page(figures(run("trial 6", "tuned", 0.5), run("axolotl", "reference", 0.52)))
+    assert "the search buys nothing here (-0.020)" in text
+
+
+def test_without_a_well_known_recipe_at_the_tuned_seed_the_page_claims_nothing():
+    text = full_budget.page(figures(run("trial 6", "tuned", 0.9), run("seed recipe", "seed", 0.45, seed=1)))
+    assert "What the search buys" not in text
+
+
+def test_initiator_answers_are_counted_by_how_the_ruling_words_the_initiator(legal, tmp_path):
+    """Answers that always say `plaintiff` are right exactly on the plaintiff-initiated rulings of each group."""
+    test_v1 = load_split(legal, "test-v1")
+    answers = tmp_path / "answers.jsonl"
+    write_predictions(answers, [e.id for e in test_v1], ['{"initiator": "plaintiff"}'] * len(test_v1))
+    counts = full_budget.initiator_by_wording(legal, "test-v1", answers)
+    assert set(counts) == {"appeal, by name", "appeal, by role", "claim or counterclaim"}
+    assert sum(total for _, total in counts.values()) == 200
+    appeals = sum(counts[group][1] for group in ("appeal, by name", "appeal, by role"))
+    assert appeals == 58  # the stored set's appeals (bench/initiator_errors.py --recoverable)
+    plaintiff_initiated = sum(e.fields["initiator"] == "plaintiff" for e in test_v1)
+    assert sum(right for right, _ in counts.values()) == plaintiff_initiated == 128
+
+
+def test_the_initiator_section_shows_each_explanations_figure():
+    initiator = {"appeal, by name": [10, 23], "appeal, by role": [33, 35], "claim or counterclaim": [140, 142]}
+    tuned = {
+        **run("trial 6", "tuned", 0.9),
+        "answers": "results/answers/x/trial-6-seed0-test-v1.jsonl",
+        "initiator": initiator,
+    }
+    text = full_budget.page(
+        {
+            **figures(tuned),
+            "initiator_rules": {"appeals": 58, "named": 27, "right": 27},
+            "learning_curve": [
+                {
+                    "file": "lc.json",
+                    "machine": "AMD EPYC",
+                    "train_examples": 2000,
+                    "acc_initiator": 0.925,
+                    "f1_micro": 0.989,
+                },
+            ],
+        }
+    )
+    assert "of 58 appeals in test-v1, 27 name the appellant by its company" in text
+    assert "reads the appellant's role right from the text in 27 of those 27" in text
+    assert "| trial 6 | 0 | 0.500 | 10 / 23 | 33 / 35 | 140 / 142 |" in " ".join(text.split())
+    assert "(results/lc.json, AMD EPYC): acc_initiator (f1_micro) at 2,000 examples 0.925 (0.989)" in text

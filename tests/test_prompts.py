@@ -7,7 +7,14 @@ import json
 import jsonschema
 import pytest
 
-from harness.prompts import assistant_turn, output_schema, prompt_turns
+from harness.prompts import (
+    assistant_turn,
+    compact_json,
+    output_schema,
+    prompt_turns,
+    summarise_token_counts,
+    token_counts,
+)
 from harness.task_data import load_split
 
 pytestmark = pytest.mark.fast  # the fast tier: no process started, no training (make test-fast)
@@ -77,3 +84,32 @@ def test_the_output_schema_rejects_an_answer_missing_a_field(legal):
     del answer["initiator"]
     with pytest.raises(jsonschema.ValidationError, match="'initiator' is a required property"):
         jsonschema.validate(answer, output_schema(legal))
+
+
+def test_token_counts_split_one_example_into_its_prompt_and_its_answer(legal):
+    from harness.model_loading import load_tokenizer, resolve_model
+
+    tokenizer = load_tokenizer(resolve_model("tiny:llama"))  # the SmolLM2 tokenizer and chat template
+    example = load_split(legal, "validation")[0]
+    prompt, answer = token_counts(tokenizer, legal, example.text, example.fields)
+    whole = tokenizer.apply_chat_template(
+        prompt_turns(legal, example.text) + assistant_turn(example.fields), tokenize=True
+    )
+    cued = tokenizer.apply_chat_template(prompt_turns(legal, example.text), tokenize=True, add_generation_prompt=True)
+    as_ids = [ids["input_ids"] if hasattr(ids, "keys") else ids for ids in (whole, cued)]
+    assert prompt == len(as_ids[1]) and prompt + answer == len(as_ids[0])
+    # The answer is its JSON's tokens and the template's end of turn (<|im_end|> and a newline).
+    json_tokens = len(tokenizer(compact_json(example.fields), add_special_tokens=False)["input_ids"])
+    assert answer == json_tokens + 2
+
+
+def test_a_splits_token_summary_gives_the_spread_and_counts_what_the_budget_cannot_train():
+    counts = [(100 + i, 20) for i in range(100)]  # prompts of 100 .. 199 tokens, answers of 20
+    summary = summarise_token_counts([*counts, (300, 90)], max_seq_length=200)
+    assert summary == {
+        # mean 15,250 / 101; p95 the 96th of 101
+        "prompt tokens (min / mean / p95 / max)": "100 / 151 / 195 / 300",
+        "answer tokens (max)": "90",
+        "over 200": "20",  # 180 + 20 is 200 and fits; 181 .. 199 and the 300 + 90 do not
+    }
+    assert summarise_token_counts(counts, max_seq_length=400)["over 400"] == "-"

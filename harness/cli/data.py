@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from harness.cli.app import SplitOption, TaskArgument, app, console, errors, print_json_line
+from harness.cli.app import ModelOption, ProfileOption, SplitOption, TaskArgument, app, console, errors, print_json_line
 from harness.config import DEFAULT_MAX_NEW_TOKENS
 from harness.errors import HarnessError
 
@@ -19,14 +19,29 @@ def data(
     task: TaskArgument,
     export: Annotated[Path | None, typer.Option(help="Write every split as JSONL into this directory.")] = None,
     show: Annotated[int, typer.Option(help="Print this many validation examples with their gold fields.")] = 0,
+    profile: ProfileOption = "auto",
+    model: ModelOption = None,
 ) -> None:
-    """Check a task's data (digests, leakage, schema) and summarise each split."""
-    from harness.config import load_task
+    """Check a task's data (digests, leakage, schema) and summarise each split, in words and in the profile's
+    model's tokens."""
+    from harness.config import load_task, resolve_trial_config
+    from harness.machine import choose_profile
+    from harness.model_loading import load_tokenizer, resolve_model
+    from harness.prompts import summarise_token_counts, token_counts
     from harness.task_data import load_split, split_names, summarise_split
 
     config = load_task(task)
+    chosen, _ = choose_profile(config, profile)
+    trial_config = resolve_trial_config(config, profile=chosen, model=model)
+    budget, model_spec = trial_config.budget, trial_config.model
+    tokenizer = load_tokenizer(resolve_model(model_spec))
     table = Table(title=f"{config.task.name} data")
+    tokens = Table(
+        title=f"{config.task.name} in {model_spec}'s tokens (profile {chosen}: prompt and answer at most"
+        f" {budget.max_seq_length} to train)"
+    )
     splits = [s for s in split_names(config) if s != "test"]
+    too_long: list[str] = []
     for split in splits:
         examples = load_split(config, split)
         summary = summarise_split(config, examples)
@@ -34,6 +49,23 @@ def data(
             for column in ("split", *summary):
                 table.add_column(column)
         table.add_row(split, *summary.values())
+        counts = [token_counts(tokenizer, config, e.text, e.fields) for e in examples]
+        token_summary = summarise_token_counts(counts, max_seq_length=budget.max_seq_length)
+        if not tokens.columns:
+            for column in ("split", *token_summary):
+                tokens.add_column(column, justify="left" if column == "split" else "right")
+        tokens.add_row(split, *token_summary.values())
+        over = [prompt + answer for prompt, answer in counts if prompt + answer > budget.max_seq_length]
+        if over and split in ("train", "validation"):
+            too_long.append(f"{len(over)} {split} examples (the longest {max(over)} tokens)")
+        longest_answer = max(answer for _, answer in counts)
+        if longest_answer > budget.max_new_tokens:
+            errors.print(
+                f"warning: {split}'s longest answer is {longest_answer} tokens, more than the {chosen} profile's"
+                f" max_new_tokens={budget.max_new_tokens}: generation would cut such answers; raise"
+                f" profiles.{chosen}.budget.max_new_tokens in {config.file}",
+                markup=False,
+            )
         if export:
             export.mkdir(parents=True, exist_ok=True)
             with (export / f"{split}.jsonl").open("w", encoding="utf-8") as file:
@@ -45,7 +77,16 @@ def data(
                 console.print(example.text, markup=False, highlight=False)
                 console.print(json.dumps(example.fields, ensure_ascii=False), style="green", markup=False)
     console.print(table)
+    console.print(tokens)
     console.print("Eval set digests match; no eval-set text appears in train or validation.")
+    if too_long:
+        # Training refuses such examples rather than cut their answers: say so before a search is started.
+        errors.print(
+            f"warning: {' and '.join(too_long)} are longer than the {chosen} profile's max_seq_length="
+            f"{budget.max_seq_length}: training refuses them; raise profiles.{chosen}.budget.max_seq_length in"
+            f" {config.file}",
+            markup=False,
+        )
     if export:
         console.print(f"Exported {', '.join(splits)} to {export}/")
 
