@@ -26,7 +26,9 @@ class Vocabulary:
       every spelling becomes the token, and tokens move to the front (`"Vostok" LLC` is `LLC "Vostok"`);
     - `currency`: words dropped from an amount (`rubles`, `руб`);
     - `subunits`: a word and its value in the main unit (`kopecks: 0.01`), for `100 rubles 50 kopecks`;
-    - `multipliers`: a word after a number and its factor (`million: 1e6`).
+    - `multipliers`: a word after a number and its factor (`million: 1e6`);
+    - `fold`: characters written two ways for one meaning (`ё: е`, `ü: ue`), replaced in values and in the words
+      above before anything is compared.
     """
 
     def __init__(
@@ -36,17 +38,25 @@ class Vocabulary:
         currency: Sequence[str] = (),
         subunits: Mapping[str, float] | None = None,
         multipliers: Mapping[str, float] | None = None,
+        fold: Mapping[str, str] | None = None,
     ) -> None:
         synonyms = synonyms or {}
+        self._fold = str.maketrans({key.casefold(): value.casefold() for key, value in (fold or {}).items()})
         self._canonical = {
-            _words(spelling): token for token, spellings in synonyms.items() for spelling in (token, *spellings)
+            self.folded(_words(spelling)): self.folded(token)
+            for token, spellings in synonyms.items()
+            for spelling in (token, *spellings)
         }
-        self._tokens = frozenset(synonyms)
+        self._tokens = frozenset(self.folded(token) for token in synonyms)
         self._synonym = _alternatives(self._canonical, before=r"(?<![\w-])(", after=r")(?![\w-])")
-        self._currency = _alternatives([word.casefold() for word in currency], before="(", after=r")\.?")
-        self._subunits = {word.casefold(): value for word, value in (subunits or {}).items()}
+        self._currency = _alternatives([self.folded(word) for word in currency], before="(", after=r")\.?")
+        self._subunits = {self.folded(word): value for word, value in (subunits or {}).items()}
         self._subunit = _alternatives(self._subunits, before=r"(\d+)\s*(", after=r")\.?")
-        self._multipliers = {word.casefold(): value for word, value in (multipliers or {}).items()}
+        self._multipliers = {self.folded(word): value for word, value in (multipliers or {}).items()}
+
+    def folded(self, text: str) -> str:
+        """Case folded, then the task's `fold` characters replaced."""
+        return text.casefold().translate(self._fold)
 
 
 def _words(text: str) -> str:
@@ -69,10 +79,11 @@ _DATE_FORMATS = ("%Y-%m-%d", "%d.%m.%Y", "%Y/%m/%d", "%d %B %Y", "%B %d, %Y", "%
 
 
 def normalize_string(value: Any, vocabulary: Vocabulary) -> str | None:
-    """Case, quotes (" « » “ ”), punctuation and whitespace folded; the vocabulary's synonyms unified."""
+    """Case, quotes (" « » “ ”), punctuation and whitespace folded; the vocabulary's fold characters replaced and
+    its synonyms unified."""
     if not isinstance(value, str):
         return None
-    words = _words(value)
+    words = vocabulary.folded(_words(value))
     if vocabulary._synonym is not None:
         words = vocabulary._synonym.sub(lambda match: vocabulary._canonical[match.group(1)], words)
     # `"Vostok" LLC` and `LLC "Vostok"` name the same company: the canonical tokens go first.
@@ -90,7 +101,7 @@ def parse_number(value: Any, vocabulary: Vocabulary) -> float | None:
         return _finite(value)
     if not isinstance(value, str) or len(value) > MAX_NUMBER_CHARS:
         return None
-    text = value.casefold().replace("\u00a0", " ").replace("\u202f", " ")
+    text = vocabulary.folded(value).replace("\u00a0", " ").replace("\u202f", " ")
     fraction = 0.0
     if vocabulary._subunit is not None and (subunit := vocabulary._subunit.search(text)):
         fraction = (_finite(int(subunit.group(1))) or 0.0) * vocabulary._subunits[subunit.group(2)]

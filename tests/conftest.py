@@ -1,5 +1,5 @@
-"""Shared fixtures: the real `legal` task, ways to write variants of it into tmp dirs, and the services a team
-runs (PostgreSQL, an MLflow tracking server), and how the suite shares two cores among its workers."""
+"""Shared fixtures: the real `legal` and `legal-ru` tasks, ways to write variants of legal into tmp dirs, and the
+services a team runs (PostgreSQL, an MLflow tracking server), and how the suite shares two cores among its workers."""
 
 from __future__ import annotations
 
@@ -68,6 +68,11 @@ def component_missing(reason: str) -> None:
 @pytest.fixture(scope="session")
 def legal() -> TaskConfig:
     return load_task("legal")
+
+
+@pytest.fixture(scope="session")
+def legal_ru() -> TaskConfig:
+    return load_task("legal-ru")
 
 
 @pytest.fixture

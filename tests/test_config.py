@@ -131,7 +131,7 @@ def test_a_misspelt_normalization_key_is_named_with_the_allowed_ones(task_copy):
     line = _line_of(path, "currencies:")
     assert str(error.value) == (
         f"{path}:{line}: unknown key 'normalization.currencies';"
-        " expected one of: synonyms, currency, subunits, multipliers"
+        " expected one of: synonyms, currency, subunits, multipliers, fold"
     )
 
 
@@ -142,6 +142,14 @@ def test_a_synonym_token_must_be_one_word_and_a_factor_a_number(task_copy):
     path, _ = task_copy(lambda d: d["normalization"]["multipliers"].update(lakh="a hundred thousand"))
     with pytest.raises(HarnessError, match=r"normalization\.multipliers\.lakh: Input should be a valid number"):
         load_task(str(path))
+
+
+def test_fold_replaces_single_characters_only(task_copy):
+    path, _ = task_copy(lambda d: d["normalization"].update(fold={"ae": "ä"}))
+    with pytest.raises(HarnessError, match=r"normalization\.fold: .*fold replaces single characters; not 'ae'"):
+        load_task(str(path))
+    path, _ = task_copy(lambda d: d["normalization"].update(fold={"Ü": "ue"}))
+    assert load_task(str(path)).normalization.fold == {"Ü": "ue"}
 
 
 def test_a_task_without_normalization_scores_with_no_words(task_copy):

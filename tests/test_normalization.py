@@ -57,6 +57,27 @@ def test_without_a_tasks_words_only_case_quotes_and_spacing_fold():
     assert parse_number("1 250 000 EUR", NO_WORDS) is None
 
 
+# Umlauts written out (Müller, Mueller), as a task's `fold` declares them.
+FOLDED = Vocabulary(
+    synonyms={"gmbh": ["gesellschaft mit beschränkter haftung"]},
+    currency=["gülden"],
+    multipliers={"millionen": 1e6},
+    fold={"ü": "ue", "Ä": "ae"},
+)
+
+
+def test_fold_characters_compare_as_their_replacement_in_values_and_in_the_tasks_words():
+    assert normalize_string("GmbH Müller", FOLDED) == normalize_string("GmbH Mueller", FOLDED) == "gmbh mueller"
+    assert normalize_string("GMBH MÜLLER", FOLDED) == "gmbh mueller"  # case folded first
+    assert normalize_string("Gesellschaft mit beschraenkter Haftung Nord", FOLDED) == "gmbh nord"  # a key in upper case
+    assert parse_number("1,5 Millionen Gulden", FOLDED) is None  # u is not ü
+    assert parse_number("1,5 Millionen Guelden", FOLDED) == parse_number("1,5 Millionen Gülden", FOLDED) == 1500000.0
+
+
+def test_without_fold_the_two_spellings_differ():
+    assert normalize_string("Müller", WORDS) != normalize_string("Mueller", WORDS)
+
+
 def test_empty_and_non_string_values_are_absent():
     assert normalize_string("  «» ", WORDS) is None
     assert normalize_string(42, WORDS) is None

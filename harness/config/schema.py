@@ -71,12 +71,28 @@ class NormalizationSpec(Strict):
     currency: tuple[str, ...] = ()  # words dropped from amounts: `rubles`, `руб`
     subunits: dict[str, float] = {}  # a word and its value in the main unit: `kopecks: 0.01`
     multipliers: dict[str, float] = {}  # a word after a number and its factor: `million: 1.0e6`
+    # Characters written two ways for one meaning, replaced in every value (and in the words above) before it is
+    # compared: `ё: е` (Russian print mostly writes е for ё), `ü: ue`. Each key is one character.
+    fold: dict[str, str] = {}
+
+    @field_validator("fold")
+    @classmethod
+    def _fold_replaces_characters(cls, fold: dict[str, str]) -> dict[str, str]:
+        # Compared case-folded, so a key must stay one character case-folded too (not ß, which folds to ss).
+        longer = [key for key in fold if len(key.casefold()) != 1]
+        if longer:
+            raise ValueError(f"fold replaces single characters; not {', '.join(map(repr, longer))}")
+        return fold
 
     @cached_property
     def vocabulary(self) -> Vocabulary:
         """The scorer's form of these words (patterns compiled once)."""
         return Vocabulary(
-            synonyms=self.synonyms, currency=self.currency, subunits=self.subunits, multipliers=self.multipliers
+            synonyms=self.synonyms,
+            currency=self.currency,
+            subunits=self.subunits,
+            multipliers=self.multipliers,
+            fold=self.fold,
         )
 
 
