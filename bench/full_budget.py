@@ -53,6 +53,8 @@ from harness.trial_process import run_trial_in_own_process
 REFERENCE_RECIPES = Path(__file__).with_name("reference_recipes.yaml")
 SHOWN = ("f1_micro", "f1_claim_amount", "acc_initiator", "exact_match", "json_valid_rate")
 RECIPE_KEYS = ("lora.r", "lora.alpha_ratio", "lora.target_modules", "train.learning_rate", "quantization")
+# How a trial's row says why it is there.
+KIND_LABELS = {"tuned": " (registered)", "trial": " (top 3)", "pruned": " (pruned at the first rung)"}
 _spec = importlib.util.spec_from_file_location("initiator_errors", Path(__file__).with_name("initiator_errors.py"))
 assert _spec is not None and _spec.loader is not None
 initiator_errors = importlib.util.module_from_spec(_spec)
@@ -255,8 +257,8 @@ def what_the_search_buys(figures: dict[str, Any]) -> list[str]:
     if study and study.get("to_registered_seconds"):
         lines[-1] += (
             f" The search that found it took {minutes(study['to_registered_seconds'])} from its start to the"
-            f" registered version on {study['machine']} (results/{figures['study']}.md); training one recipe at this"
-            f" budget took {minutes(best['train_seconds'])}."
+            f" registered version on {study['machine']} (results/{figures['study']}.md); training {best['name']} at"
+            f" this budget took {minutes(best['train_seconds'])}."
         )
     return [*lines, ""]
 
@@ -325,7 +327,7 @@ def page(figures: dict[str, Any]) -> str:
         metrics = run["eval"][first]
         rows.append(
             [
-                run["name"] + ("" if run["kind"] in ("seed", "reference") else f" ({run['kind']})"),
+                run["name"] + KIND_LABELS.get(run["kind"], ""),
                 run["seed"],
                 *(figure(run["eval"][name]["f1_micro"]) for name in figures["eval_sets"]),
                 *(figure(metrics[key]) for key in SHOWN[1:]),
