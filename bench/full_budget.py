@@ -416,6 +416,11 @@ def main() -> None:
     parser.add_argument("--out-dir", type=Path, default=Path("results"))
     parser.add_argument("--describe-fields", action="store_true", help="each field's description in the prompt")
     parser.add_argument("--studies", type=Path, nargs="*", default=[], help="other seeds' results JSON")
+    parser.add_argument(
+        "--max-seq-length",
+        type=int,
+        help="room for longer prompts (e.g. 704 with --describe-fields): it cuts nothing, so the budget stays the same",
+    )
     args = parser.parse_args()
 
     task = load_task(args.task)
@@ -476,6 +481,8 @@ def main() -> None:
     for recipe in recipes(args.recipes, study):
         if args.describe_fields:
             recipe = {**recipe, "name": f"{recipe['name']}, fields described", "describe_fields": True}
+        if args.max_seq_length:
+            recipe = {**recipe, "set": {**recipe["set"], "budget.max_seq_length": args.max_seq_length}}
         for seed in args.seeds:
             measured = (
                 registered_run(recipe, study, task, answers_dir=answers_dir) if seed == task.recipe.seed else None
