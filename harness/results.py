@@ -367,7 +367,7 @@ def _full_budget_section(sibling: dict[str, Any] | None, path: Path) -> str:
         "",
         f"Recipes refit side by side at the refit budget and scored on every stored eval set, on {machine['cpu']}"
         f" (avx512_bf16 {machine['avx512_bf16']}): [{path.with_suffix('.md').name}]({path.with_suffix('.md').name})"
-        f" (`{sibling['command']}`).",
+        " (written by `bench/full_budget.py`; each row's command is in the JSON beside it).",
         "",
     ]
     lines += markdown_table(
