@@ -26,6 +26,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+# The same amounts as legal's decisions, drawn the same way: only their wording is Russian.
+from tasks.legal.generator import _amount_value, _compact
 from tasks.legal_ru import russian
 from tasks.legal_ru.phrases import (
     APPEAL_COURTS,
@@ -550,22 +552,6 @@ def _judge(rng: random.Random) -> str:
     gender: russian.Gender = rng.choice(("masc", "femn"))
     (surname,) = russian.inflect_person((rng.choice(SURNAMES),), gender, "gent")
     return f"{surname} {rng.choice(INITIALS)}.{rng.choice(INITIALS)}."
-
-
-def _compact(value: float) -> int | float:
-    """Whole rubles as int, so the gold JSON reads 1250000 rather than 1250000.0."""
-    return int(value) if float(value).is_integer() else round(value, 2)
-
-
-def _amount_value(rng: random.Random) -> float:
-    magnitude = rng.choice((10**5, 10**6, 10**6, 10**7))
-    value = rng.uniform(1.0, 9.9) * magnitude
-    style = rng.random()
-    if style < 0.45:
-        return float(round(value, -3))
-    if style < 0.75:
-        return float(round(value, -2))
-    return round(value, 2)
 
 
 def _breakdown(rng: random.Random, claim: float) -> tuple[float, float]:
