@@ -9,8 +9,8 @@ is given instead of measured:
 
 - this machine, measured (the figure `harness search` uses);
 - 2 AVX2-only cores: fp32, 68 GFLOP/s (measured on those machines with a 1024² fp32 matmul; README);
-- one A100 80 GB and one H100 80 GB with Llama 3.1 8B: bf16 dense matmul rates of 280 and 700 TFLOP/s (about
-  90% and 70% of the datasheet peaks of 312 and 989, what large bf16 GEMMs reach on them).
+- one A100 80 GB and one H100 80 GB with Llama 3.1 8B: the bf16 matmul rates of `harness plan`'s table
+  (harness/plan.py: about 90% and 70% of the datasheet peaks of 312 and 989 TFLOP/s, what large GEMMs reach).
 
 For the GPU profile it also prints the estimate with training as slow as the seed's pessimistic figure says
 ("Llama 3.1 8B on an A100: 3,200 examples x 3 epochs in 4 hours"), loading and generation as the model has them.
@@ -24,43 +24,17 @@ import argparse
 
 from harness import estimates, model_loading
 from harness.config import load_task, resolve_trial_config
-from harness.memory import ModelShape, read_model_shape
+from harness.memory import read_model_shape
+from harness.plan import GPUS, lineup_shape, search_estimate
 from harness.prompts import compact_json, prompt_turns
 from harness.task_data import load_split
-from harness.trial import GENERATION_BATCH_SIZE
 
-# meta-llama/Llama-3.1-8B-Instruct's config.json (not downloaded here: no hub access at run time).
-LLAMA_31_8B = ModelShape(
-    parameters=8_030_261_248,
-    embedding_parameters=2 * 128_256 * 4096,
-    hidden_size=4096,
-    intermediate_size=14336,
-    layers=32,
-    vocab_size=128_256,
-    kv_size=8 * 128,
-    attention_heads=32,
-)
+LLAMA_31_8B = lineup_shape("meta-llama/Llama-3.1-8B-Instruct")
 SEED_REFIT_HOURS = 4.0  # the seed's "8B, A100, 3,200 examples x 3 epochs, 4 hours"
 
 
-def estimate(task, profile: str, machine: estimates.Machine, shape: ModelShape, tokens, trials: int):
-    base = resolve_trial_config(task, profile=profile)
-    refit = resolve_trial_config(task, profile=profile, refit=True).budget
-    available = len(load_split(task, "train"))
-    workload = estimates.Workload(machine, shape, tokens)
-    return estimates.search_estimate(
-        workload,
-        base.budget,
-        refit,
-        trials=trials,
-        total_steps=base.budget.total_steps(available),
-        refit_steps=refit.total_steps(available),
-        pruning=task.search.pruning,
-        zero_shot=True,
-        test_examples=len(load_split(task, "test")),
-        generation_batch_size=GENERATION_BATCH_SIZE,
-        promoted=estimates.promotion_share("tpe", task.search.pruning),
-    )
+def estimate(task, profile: str, machine: estimates.Machine, shape, tokens, trials: int):
+    return search_estimate(task, profile=profile, machine=machine, shape=shape, tokens=tokens, trials=trials)
 
 
 def main() -> None:
@@ -83,8 +57,10 @@ def main() -> None:
     machines = [
         ("cpu", here, cpu_shape),
         ("cpu", estimates.Machine("cpu", "2 AVX2-only cores, fp32", 68e9), cpu_shape),
-        ("gpu", estimates.Machine("cuda", "A100 80 GB, bf16", 280e12), LLAMA_31_8B),
-        ("gpu", estimates.Machine("cuda", "H100 80 GB, bf16", 700e12), LLAMA_31_8B),
+        *(
+            ("gpu", estimates.Machine("cuda", f"{GPUS[card].name}, bf16", GPUS[card].matmul_tflops * 1e12), LLAMA_31_8B)
+            for card in ("a100-80gb", "h100-80gb")
+        ),
     ]
     for profile, machine, shape in machines:
         result = estimate(task, profile, machine, shape, tokens, args.trials)

@@ -19,6 +19,10 @@ def gpu_count() -> int:
     return int(torch.cuda.device_count())
 
 
+def gpu_memory_gib(device: int = 0) -> float:
+    return float(torch.cuda.get_device_properties(device).total_memory / 2**30)
+
+
 def choose_profile(task: Any, profile: str) -> tuple[str, str]:
     """The task profile to run and why: `auto` is gpu where CUDA is available, else cpu."""
     if profile != "auto":

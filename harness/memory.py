@@ -16,6 +16,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import psutil
 import torch
@@ -51,7 +52,11 @@ class ModelShape:
 
 
 def read_model_shape(model_dir: Path) -> ModelShape:
-    config = json.loads((model_dir / "config.json").read_text())
+    return model_shape(json.loads((model_dir / "config.json").read_text()))
+
+
+def model_shape(config: dict[str, Any]) -> ModelShape:
+    """A Llama-family model's shape from its config.json's keys."""
     hidden, intermediate = config["hidden_size"], config["intermediate_size"]
     layers, vocab = config["num_hidden_layers"], config["vocab_size"]
     heads = config["num_attention_heads"]

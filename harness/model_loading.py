@@ -58,8 +58,9 @@ def cache_dir() -> Path:
     return Path(os.environ.get("HARNESS_CACHE") or Path.home() / ".cache" / "harness")
 
 
-def resolve_model(spec: str) -> ResolvedModel:
-    """Turn a model spec into a local model directory, converting or downloading once if needed."""
+def resolve_model(spec: str, *, weights: bool = True) -> ResolvedModel:
+    """Turn a model spec into a local model directory, converting or downloading once if needed. Without `weights`
+    a hub model comes without its weights: its config and tokenizer are enough to plan (`harness plan`)."""
     if spec.startswith("embedded:"):
         name = spec.removeprefix("embedded:")
         if name not in EMBEDDED_MODELS:
@@ -81,7 +82,7 @@ def resolve_model(spec: str) -> ResolvedModel:
             f"model {spec!r} is neither a directory nor a Hugging Face id (owner/name);"
             " use embedded:smollm2-135m-instruct, tiny:llama, a local directory or an id"
         )
-    path = _download_from_hub(spec)
+    path = _download_from_hub(spec, weights=weights)
     return ResolvedModel(spec, path, f"Hugging Face model {spec}, cached at {path}")
 
 
@@ -219,7 +220,7 @@ def _build_once(target: Path, build: Any) -> Path:
     return target
 
 
-def _download_from_hub(model_id: str) -> Path:
+def _download_from_hub(model_id: str, *, weights: bool = True) -> Path:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
 
@@ -228,9 +229,8 @@ def _download_from_hub(model_id: str) -> Path:
         " (or run `hf auth login`); or pass --model with a local directory or embedded:smollm2-135m-instruct"
     )
     try:
-        path = snapshot_download(
-            model_id, allow_patterns=["*.json", "*.safetensors", "tokenizer*", "*.jinja", "*.model", "*.txt"]
-        )
+        files = ["*.json", "tokenizer*", "*.jinja", "*.model", "*.txt", *(["*.safetensors"] if weights else [])]
+        path = snapshot_download(model_id, allow_patterns=files)
     except GatedRepoError:
         raise HarnessError(
             f"cannot fetch model {model_id!r}: it is gated and this machine has no access; {fixes}"

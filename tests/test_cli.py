@@ -30,6 +30,7 @@ COMMANDS = [
     "report",
     "results",
     "fetch-model",
+    "plan",
 ]
 
 
@@ -141,6 +142,18 @@ def test_data_warns_of_examples_the_profile_cannot_train_or_generate_whole(task_
     assert re.search(r"warning: \d+ train examples \(the longest \d+ tokens\) and \d+ validation examples", stderr)
     assert "longer than the cpu profile's max_seq_length=400" in stderr
     assert "validation's longest answer is 92 tokens, more than the cpu profile's max_new_tokens=80" in stderr
+
+
+def test_plan_says_70b_qlora_takes_two_a100_40gb_and_what_else_would_fit():
+    model = "meta-llama/Llama-3.1-70B-Instruct"
+    result = run("plan", "legal", "--model", model, "--gpu", "a100-40gb", "--gpus", "2", columns=200)
+    assert result.returncode == 0, result.stderr
+    assert "70.55B parameters; 2 x NVIDIA A100 40GB" in result.stdout
+    rows = {line.split("│")[1].strip(): line for line in result.stdout.splitlines() if line.startswith("│ ")}
+    assert "split over 2 GPUs" in rows["qlora-4bit"] and "does not fit" in rows["lora-16bit"]
+    assert "lora-16bit: fits split over 5 GPUs of this kind (--gpus 5)" in result.stdout
+    # Offline, the lineup's tokenizer is not at hand: the times say they are upper bounds.
+    assert "the times are upper bounds" in " ".join(result.stdout.split())
 
 
 def test_fetch_model_prints_the_local_directory():

@@ -353,3 +353,70 @@ def _print_registration(registration: Any) -> None:
     console.print(
         f"Logged on MLflow run {registration.run_id}. Next: `harness promote` to run the gate.", highlight=False
     )
+
+
+@app.command()
+def plan(
+    task: TaskArgument,
+    model: ModelOption = None,
+    gpu: Annotated[
+        str | None,
+        typer.Option(
+            help="a100-40gb, a100-80gb, h100-80gb, h200-141gb, l4-24gb, a10-24gb, l40s-48gb (default: this"
+            " machine's GPU, else a100-80gb)."
+        ),
+    ] = None,
+    gpus: Annotated[int, typer.Option(help="GPUs of that kind: a worker on each, or one model split over them.")] = 1,
+    profile: Annotated[str, typer.Option(help="The budget to plan (a GPU's: gpu).")] = "gpu",
+    trials: Annotated[int, typer.Option(help="Trials of the search to plan.")] = 30,
+) -> None:
+    """Whether full fine-tuning, LoRA, 8-bit LoRA and QLoRA fit a GPU, and how long the search takes on it: before
+    any GPU hour is paid for (arithmetic on the model's config.json and the task's tokens; no GPU needed)."""
+    from harness import plan as planning
+    from harness.config import load_task, resolve_trial_config
+    from harness.progress import minutes
+
+    config = load_task(task)
+    spec = model or resolve_trial_config(config, profile=profile).model
+    card = planning.known_gpu(gpu) if gpu else planning.local_gpu() or planning.GPUS["a100-80gb"]
+    shape, tokens, counted = planning.model_and_tokens(
+        config, spec, tokenizer_spec=resolve_trial_config(config, profile="cpu").model
+    )
+    made = planning.make_plan(
+        config, profile=profile, model=spec, shape=shape, gpu=card, gpus=gpus, tokens=tokens, trials=trials
+    )
+    budget, adapter = made.budget, made.adapter
+    console.print(
+        f"{spec}: {shape.parameters / 1e9:.2f}B parameters; {gpus} x {card.name} ({card.memory_gib:g} GiB,"
+        f" bf16 matmuls at {card.matmul_tflops:.0f} TFLOP/s)",
+        markup=False,
+    )
+    console.print(
+        f"profile {profile}: micro-batches of {budget.micro_batch_size or budget.batch_size} x {budget.max_seq_length}"
+        f" tokens, gradient checkpointing {'on' if budget.gradient_checkpointing else 'off'}; the largest adapter the"
+        f" search draws: rank {adapter.rank} on {adapter.target_modules}; tokens: {counted}",
+        markup=False,
+    )
+    table = Table(title=f"{config.task.name}: {trials} trials and the refit, planned")
+    for column in ("method", "peak per GPU", "1 GPU, no ckpt", "1 GPU, ckpt", "runs on", "trial", "search + refit"):
+        table.add_column(column, justify="left" if column in ("method", "runs on") else "right")
+    for row in made.rows:
+        table.add_row(
+            row.method.name,
+            f"{row.memory.total_mb / 1024:.1f} GiB",
+            f"{row.without_checkpointing_gib:.1f} GiB",
+            f"{row.with_checkpointing_gib:.1f} GiB",
+            row.placement,
+            minutes(row.trial_seconds) if row.trial_seconds else "—",
+            minutes(row.search_seconds) if row.search_seconds else "—",
+        )
+    console.print(table)
+    for row in made.rows:
+        for advice in row.advice:
+            console.print(f"{row.method.name}: {advice}", markup=False)
+    console.print(
+        "Memory: harness's estimate (weights, adapter and AdamW state, activations, logits, CUDA context), checked"
+        " against published tables (docs/gpu.md). Time: its FLOP model at the card's rate; bitsandbytes' own"
+        " dequantisation is not in it. Full fine-tuning is shown for scale: harness searches LoRA recipes.",
+        markup=False,
+    )

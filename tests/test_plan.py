@@ -1,0 +1,135 @@
+"""`harness plan`: the memory a method needs against what others have published for the same models, whether it
+fits a card, where it runs when there are several, and what to change when it does not fit.
+
+Published figures are in decimal GB (LLaMA-Factory's "2x GB" for x billion parameters is 2 bytes a parameter);
+the plan's are GiB, converted here. The workload they are held against is the smallest run: one sequence of 512
+tokens, gradient checkpointing, LoRA rank 16 on every linear layer (Unsloth's and LLaMA-Factory's default adapter).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.config import load_task
+from harness.errors import HarnessError
+from harness.estimates import TokenCounts
+from harness.memory import MB, model_shape
+from harness.plan import GPUS, LINEUP, METHODS, Adapter, known_gpu, largest_adapter, make_plan, training_memory
+
+pytestmark = pytest.mark.fast  # the fast tier: no process started, no training (make test-fast)
+
+GB = 1e9
+METHOD = {method.name: method for method in METHODS}
+SHAPES = {name.split("/")[1].split("-Instruct")[0]: model_shape(config) for name, config in LINEUP.items()}
+# Llama 2 7B and LLaMA 65B, the models the older tables and the QLoRA paper measured.
+SHAPES["Llama-2-7B"] = model_shape(dict(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
+                                        num_attention_heads=32, vocab_size=32000))  # fmt: skip
+SHAPES["LLaMA-65B"] = model_shape(dict(hidden_size=8192, intermediate_size=22016, num_hidden_layers=80,
+                                       num_attention_heads=64, vocab_size=32000))  # fmt: skip
+SMALLEST_RUN = dict(
+    micro_batch_size=1, sequence_length=512, adapter=Adapter(16, "all", 0.0), gradient_checkpointing=True
+)
+TOKENS = TokenCounts(prompt=330, answer=77)
+
+
+def planned_gb(model: str, method: str, *, gpus: int = 1) -> float:
+    return training_memory(SHAPES[model], METHOD[method], gpus=gpus, **SMALLEST_RUN).total_mb * MB / GB
+
+
+def test_the_lineup_has_the_parameter_counts_meta_publishes():
+    published = {"Llama-3.2-1B": 1.24e9, "Llama-3.2-3B": 3.21e9, "Llama-3.1-8B": 8.03e9, "Llama-3.1-70B": 70.6e9}
+    for model, parameters in published.items():
+        assert SHAPES[model].parameters == pytest.approx(parameters, rel=0.005), model
+
+
+@pytest.mark.parametrize(
+    "model, method, published_gb",
+    [
+        # LLaMA-Factory's hardware table (README, "Hardware Requirement"): full (bf16 mixed precision), LoRA 16-bit,
+        # QLoRA 8-bit and 4-bit, for 7B and 70B. The plan follows this one: the same stack (PEFT, bitsandbytes).
+        ("Llama-2-7B", "full", 120), ("Llama-2-7B", "lora-16bit", 16), ("Llama-2-7B", "lora-8bit", 10),
+        ("Llama-2-7B", "qlora-4bit", 6), ("Llama-3.1-70B", "full", 1200), ("Llama-3.1-70B", "lora-16bit", 160),
+        ("Llama-3.1-70B", "lora-8bit", 80), ("Llama-3.1-70B", "qlora-4bit", 48),
+        # Unsloth's minimums (docs, "Unsloth Requirements"): QLoRA 4-bit and LoRA 16-bit.
+        ("Llama-3.2-3B", "qlora-4bit", 3.5), ("Llama-3.2-3B", "lora-16bit", 8), ("Llama-3.1-8B", "lora-16bit", 22),
+        ("Llama-3.1-70B", "qlora-4bit", 41), ("Llama-3.1-70B", "lora-16bit", 164),
+    ],
+)  # fmt: skip
+def test_the_planned_memory_is_within_a_quarter_of_the_published_figure(model, method, published_gb):
+    assert planned_gb(model, method) == pytest.approx(published_gb, rel=0.25)
+
+
+def test_unsloths_8b_qlora_minimum_is_below_its_own_weights_so_the_plan_sits_above_it():
+    """Unsloth gives 6 GB for 8B QLoRA: less than the 4-bit model's weights (the embeddings and the head stay 16-bit)
+    and a CUDA context. The plan, 26% above, follows the arithmetic (docs/gpu.md)."""
+    estimate = training_memory(SHAPES["Llama-3.1-8B"], METHOD["qlora-4bit"], **SMALLEST_RUN)
+    weights_and_context = (estimate.parts_mb["weights"] + estimate.parts_mb["cuda context"]) * MB / GB
+    assert 6 < weights_and_context < planned_gb("Llama-3.1-8B", "qlora-4bit") < 6 * 1.3
+
+
+def test_the_qlora_paper_fits_65b_on_one_48_gb_card_and_so_does_the_plan():
+    assert planned_gb("LLaMA-65B", "qlora-4bit") < 48 * 2**30 / GB
+    assert planned_gb("LLaMA-65B", "lora-16bit") > 80 * 2**30 / GB  # the paper's point: 16-bit LoRA does not
+
+
+@pytest.mark.parametrize("model, published_gb", [("Llama-3.2-1B", 2), ("Llama-3.2-3B", 6), ("Llama-3.1-8B", 16)])
+def test_the_16_bit_weights_are_the_seeds_figures(model, published_gb):
+    estimate = training_memory(SHAPES[model], METHOD["lora-16bit"], **SMALLEST_RUN)
+    assert estimate.parts_mb["weights"] * MB / GB == pytest.approx(published_gb, rel=0.25)
+
+
+def test_70b_qlora_needs_two_a100_40gb_at_the_gpu_profiles_budget_as_the_seed_ran_it():
+    task = load_task("legal")
+    shape = SHAPES["Llama-3.1-70B"]
+
+    def qlora(gpus: int):
+        made = make_plan(task, profile="gpu", model="70B", shape=shape, gpu=GPUS["a100-40gb"], gpus=gpus, tokens=TOKENS)
+        return {row.method.name: row for row in made.rows}["qlora-4bit"]
+
+    one, two = qlora(1), qlora(2)
+    assert not one.fits and one.search_seconds is None
+    assert any("--gpus 2" in advice for advice in one.advice)
+    assert two.placement == "split over 2 GPUs"
+    assert two.memory.total_mb < 40 * 1024 < one.memory.total_mb
+    # Split by layers, the GPUs run one after another: no faster than one big enough card.
+    on_h200 = make_plan(task, profile="gpu", model="70B", shape=shape, gpu=GPUS["h200-141gb"], gpus=1, tokens=TOKENS)
+    assert {row.method.name: row for row in on_h200.rows}["qlora-4bit"].placement == "one GPU"
+
+
+def test_models_that_fit_one_card_get_a_worker_per_gpu_and_share_the_trials():
+    task = load_task("legal")
+
+    def lora(gpus: int):
+        made = make_plan(task, profile="gpu", model="8B", shape=SHAPES["Llama-3.1-8B"], gpu=GPUS["a100-80gb"],
+                         gpus=gpus, tokens=TOKENS)  # fmt: skip
+        return {row.method.name: row for row in made.rows}["lora-16bit"]
+
+    one, four = lora(1), lora(4)
+    assert four.placement == "a worker on each of 4 GPUs"
+    assert four.memory.total_mb == one.memory.total_mb
+    assert four.trial_seconds == one.trial_seconds
+    assert one.search_seconds / 4 < four.search_seconds < one.search_seconds
+
+
+def test_without_checkpointing_the_advice_is_to_turn_it_on_when_that_is_enough():
+    task = load_task("legal")
+    gpu = task.profiles["gpu"]
+    budget = gpu.budget.model_copy(update={"gradient_checkpointing": False})
+    task = task.model_copy(update={"profiles": {**task.profiles, "gpu": gpu.model_copy(update={"budget": budget})}})
+    made = make_plan(task, profile="gpu", model="8B", shape=SHAPES["Llama-3.1-8B"], gpu=GPUS["l4-24gb"], gpus=1,
+                     tokens=TOKENS)  # fmt: skip
+    rows = {row.method.name: row for row in made.rows}
+    assert rows["lora-16bit"].without_checkpointing_gib > 24 > rows["lora-16bit"].with_checkpointing_gib
+    assert not rows["lora-16bit"].fits
+    assert rows["lora-16bit"].advice[0].startswith("fits with gradient checkpointing")
+    assert rows["full"].search_seconds is None  # harness searches LoRA only
+
+
+def test_the_plan_sizes_memory_for_the_largest_adapter_the_search_can_draw():
+    adapter = largest_adapter(load_task("legal"))
+    assert (adapter.rank, adapter.target_modules) == (64, "all")
+
+
+def test_an_unknown_card_is_a_clear_error_naming_the_known_ones():
+    with pytest.raises(HarnessError, match=r"unknown GPU 'a100'; known: .*a100-40gb"):
+        known_gpu("a100")
