@@ -27,6 +27,8 @@ def without_password(url: str) -> str:
 
 # Failures of the machine rather than of harness: said in one line with what to do, not as a stack trace.
 _DISK_FULL = re.compile(r"No space left on device|Disk quota exceeded|database or disk is full|StorageFull")
+# torch.OutOfMemoryError's message on a GPU (the class is torch's, matched by name: this module imports no torch).
+_GPU_OUT_OF_MEMORY = re.compile(r"CUDA out of memory|CUDA error: out of memory")
 
 
 def causes(error: BaseException) -> list[BaseException]:
@@ -40,8 +42,8 @@ def causes(error: BaseException) -> list[BaseException]:
 
 
 def describe_machine_failure(error: BaseException) -> str | None:
-    """A full disk or a directory harness may not write, as one line saying where and what to do; None for any
-    other error (a bug keeps its traceback)."""
+    """A full disk, a directory harness may not write or a GPU out of memory, as one line saying where and what to
+    do; None for any other error (a bug keeps its traceback)."""
     for cause in causes(error):
         where = getattr(cause, "filename", None)
         at = f" writing {where}" if where else ""
@@ -52,6 +54,12 @@ def describe_machine_failure(error: BaseException) -> str | None:
                 f"no space left on the device{at} ({_first_line(cause)}): free some space, or put the work"
                 " elsewhere (TMPDIR for temporary files such as adapters being saved, HARNESS_MLRUNS for runs"
                 " and models)"
+            )
+        if type(cause).__name__ == "OutOfMemoryError" or _GPU_OUT_OF_MEMORY.search(str(cause)):
+            return (
+                f"out of GPU memory ({_first_line(cause)}): turn on budget.gradient_checkpointing, lower"
+                " budget.micro_batch_size or max_seq_length, or quantize (nf4); `harness plan TASK --gpu ...` shows"
+                " what fits"
             )
         if isinstance(cause, OSError) and cause.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
             return f"cannot write {where or 'a file'}: {cause.strerror}; make it writable or point harness elsewhere"

@@ -10,6 +10,8 @@ from typing import Any
 
 import torch
 
+from harness.errors import HarnessError
+
 
 def has_cuda() -> bool:
     return bool(torch.cuda.is_available())
@@ -23,8 +25,19 @@ def gpu_memory_gib(device: int = 0) -> float:
     return float(torch.cuda.get_device_properties(device).total_memory / 2**30)
 
 
-def choose_profile(task: Any, profile: str) -> tuple[str, str]:
-    """The task profile to run and why: `auto` is gpu where CUDA is available, else cpu."""
+def choose_profile(task: Any, profile: str, *, trains: bool = False) -> tuple[str, str]:
+    """The task profile to run and why: `auto` is gpu where CUDA is available, else cpu. A command that `trains`
+    refuses the gpu profile without CUDA: its model (Llama 3.1 8B) would train on the CPU for days."""
+    if profile == "gpu" and trains and not has_cuda():
+        build = (
+            f"torch {torch.__version__} is a CPU build"
+            if torch.version.cuda is None
+            else f"torch {torch.__version__} is built for CUDA {torch.version.cuda} but sees no GPU"
+        )
+        raise HarnessError(
+            f"profile gpu trains on a CUDA GPU and this machine has none ({build}): use --profile cpu or auto here,"
+            " or run on a GPU machine (`harness plan TASK --gpu ...` says what it needs)"
+        )
     if profile != "auto":
         return profile, "asked for"
     chosen = "gpu" if has_cuda() else "cpu"

@@ -108,11 +108,16 @@ def load_tokenizer(model: ResolvedModel) -> Any:
 
 
 def load_causal_lm(model: ResolvedModel, *, dtype: Any = None) -> Any:
-    """The model's weights from safetensors (never pickle), in the given torch dtype."""
+    """The model's weights from safetensors (never pickle), in the given torch dtype, on the GPU where there is one
+    (evaluations, merges and checks would otherwise run an 8B model on the host's CPU with the GPU idle)."""
+    import torch
     from transformers import AutoModelForCausalLM
 
     _quiet_transformers()
-    return AutoModelForCausalLM.from_pretrained(model.path, dtype=dtype, use_safetensors=True, trust_remote_code=False)
+    device_map = {"": torch.cuda.current_device()} if torch.cuda.is_available() else None
+    return AutoModelForCausalLM.from_pretrained(
+        model.path, dtype=dtype, device_map=device_map, use_safetensors=True, trust_remote_code=False
+    )
 
 
 def forget_quantizer(model: Any) -> Any:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.machine import has_cuda
 from harness.task_data import load_split
 
 HARNESS = str(Path(sys.executable).parent / "harness")
@@ -211,6 +212,11 @@ def test_score_gives_the_figures_eval_gave_for_the_answers_it_kept(smoke_study, 
         (["--set", "lora.r"], "--set 'lora.r': expected key=value"),
         (["--profile", "tpu"], "unknown profile 'tpu'"),
         (["--max-memory", "lots"], "cannot read memory size 'lots'"),
+        pytest.param(
+            ["--profile", "gpu"],
+            "profile gpu trains on a CUDA GPU and this machine has none (torch",
+            marks=pytest.mark.skipif(has_cuda(), reason="this machine has a GPU"),
+        ),
     ],
 )
 def test_train_refuses_bad_settings_before_loading_anything(args, message):

@@ -3,6 +3,7 @@
 import errno
 
 import pytest
+import torch
 
 from harness.errors import describe_machine_failure, without_password
 
@@ -51,3 +52,12 @@ def test_an_unwritable_directory_is_one_line():
     assert describe_machine_failure(denied) == (
         "cannot write /srv/mlruns/artifacts: Permission denied; make it writable or point harness elsewhere"
     )
+
+
+def test_a_gpu_out_of_memory_is_one_line_saying_what_to_change():
+    error = torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 39.39 GiB total capacity)")
+    message = describe_machine_failure(RuntimeError("training failed")) or ""
+    assert message == ""  # not the machine's
+    message = describe_machine_failure(error)
+    assert message.startswith("out of GPU memory (CUDA out of memory. Tried to allocate 2.00 GiB")
+    assert "budget.gradient_checkpointing" in message and "harness plan" in message

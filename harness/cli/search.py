@@ -45,7 +45,7 @@ def train(
     config_task = load_task(task)
     from harness.machine import choose_profile
 
-    chosen, reason = choose_profile(config_task, profile)
+    chosen, reason = choose_profile(config_task, profile, trains=True)
     config = resolve_trial_config(config_task, profile=chosen, model=model, overrides=parse_set_options(set_ or []))
     # MLflow, transformers and TRL take seconds to import: only once the arguments are known to be good.
     from harness import tracking
@@ -132,7 +132,7 @@ def search(
     from harness.machine import choose_profile
 
     config = load_task(task)
-    chosen, reason = choose_profile(config, profile)
+    chosen, reason = choose_profile(config, profile, trains=True)
     check_storage_for_workers(storage, n_workers)  # before the heavy imports: a wrong command fails at once
     options = SearchOptions(
         trials=trials,
@@ -316,7 +316,7 @@ def register(
         raise HarnessError("give --run or --model, not both")
     if (run or model) and (study or trial is not None or no_refit):
         raise HarnessError("--study, --trial and --no-refit choose a study's trial; they do not apply to --run/--model")
-    chosen, _ = choose_profile(config, profile)
+    chosen, _ = choose_profile(config, profile, trains=True)
     tracking.configure(tracking_uri)
     progress = ConsoleProgress(errors, "refit")
     if run:
