@@ -15,9 +15,9 @@ The recipes:
   defaults), with where it comes from.
 `--seeds 0 1 2` refits each recipe once per training seed (the spread a single run hides). `--describe-fields`
 refits them with each field's description in the system prompt (`task.describe_fields`), to tell what the prompt
-can do from what the model's size can. `--studies results/legal-cpu-seed1.json ...` adds the registered model of
-other studies of the same task, profile and budget (other `harness search --seed`s, their pages written by
-`harness results`): the registered f1_micro's spread over study seeds.
+can do from what the model's size can. `--studies legal-cpu-seed1 legal-cpu-seed2` adds the registered model of
+other studies of the same task, profile and budget (other `harness search --seed`s: by name, their test-v1 figure
+as registration recorded it, or their `harness results` JSON): the registered f1_micro's spread over study seeds.
 
 Each refit is a fresh `harness train` at the refit budget (its own process, a temporary MLflow store); its adapter,
 folded into the base model as registration merges it, answers every stored eval set by greedy generation. Each
@@ -45,6 +45,7 @@ from harness.config import load_task, resolve_trial_config
 from harness.machine import describe as machine_description
 from harness.predictions import write_predictions
 from harness.progress import ConsoleProgress, minutes
+from harness.results import registered_summary
 from harness.tables import figure, markdown_table
 from harness.task_data import load_split
 from harness.trial import evaluate_model
@@ -190,13 +191,18 @@ def registered_run(
     }
 
 
-def _registered(results: Path) -> dict[str, Any]:
-    """A study's registered model as its results page's JSON gives it: what a search with that seed ends with."""
-    page = json.loads(results.read_text())
+def _registered(task: Any, given: str) -> dict[str, Any]:
+    """A study's registered model: from its results page's JSON (`harness results`), or, for a study name, from what
+    its search recorded (`harness.results.registered_summary`: the stored test set as registration scored it)."""
+    if not given.endswith(".json"):
+        tracking.configure()
+        return registered_summary(task, given)
+    page = json.loads(Path(given).read_text())
     registered = page["ladder"].get("registered") or {}
     return {
         "study": page["study"],
         "machine": page["machine"]["cpu"],
+        "cpu_generation": page["machine"].get("cpu_generation"),
         "avx512_bf16": page["machine"]["avx512_bf16"],
         "to_registered_seconds": page["stages"]["search"].get("to_registered_seconds"),
         "registered": {name: metrics["f1_micro"] for name, metrics in registered.items()},
@@ -396,13 +402,25 @@ def page(figures: dict[str, Any]) -> str:
         lines += markdown_table(
             ["study", "machine", f"{first} f1_micro", "study to registered version"],
             [
-                [s["study"], f"{s['machine']} (avx512_bf16 {s['avx512_bf16']})", figure(s["registered"][first]),
+                [s["study"], f"{s['machine']}, {s.get('cpu_generation') or 'generation not recorded'}"
+                 f" (avx512_bf16 {s['avx512_bf16']})", figure(s["registered"][first]),
                  minutes(s["to_registered_seconds"] or 0)]
                 for s in studies
             ],
         )  # fmt: skip
         mean = sum(values) / len(values)
         lines += ["", f"Mean {mean:.3f}, min {min(values):.3f}, max {max(values):.3f} over {len(values)} studies."]
+        seed = [
+            r["eval"][first]["f1_micro"]
+            for r in figures["runs"]
+            if r["kind"] == "seed" and not r.get("describe_fields")
+        ]
+        if seed:
+            lines[-1] += (
+                f" The seed recipe over {len(seed)} training seeds at the same budget: {min(seed):.3f} to"
+                f" {max(seed):.3f}. The worst study is {min(values) - max(seed):.3f} above the seed recipe's best run:"
+                " the difference is the search's, not the noise's."
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -415,7 +433,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--out-dir", type=Path, default=Path("results"))
     parser.add_argument("--describe-fields", action="store_true", help="each field's description in the prompt")
-    parser.add_argument("--studies", type=Path, nargs="*", default=[], help="other seeds' results JSON")
+    parser.add_argument(
+        "--studies", nargs="*", default=[], help="other seeds' studies: names, or their results JSON (harness results)"
+    )
     parser.add_argument(
         "--max-seq-length",
         type=int,
@@ -432,13 +452,16 @@ def main() -> None:
     budget = resolve_trial_config(task, profile=args.profile, refit=True).budget.model_dump()
     machine = machine_description()
     previous = json.loads(out.read_text()) if out.exists() else {}
-    # Resumed only on the same budget and the same kind of machine: every row of the page from one machine.
-    same_machine = {k: previous.get("machine", {}).get(k) for k in ("cpu", "avx512_bf16", "gpu")} == {
-        k: machine[k] for k in ("cpu", "avx512_bf16", "gpu")
-    }
+    # Resumed only on the same budget and the same kind of machine: every row of the page from one machine (its
+    # generation compared where the page recorded one: a virtual "AMD EPYC" may be a Zen 4 or a Zen 5).
+    was = previous.get("machine", {})
+    kind = ("cpu", "avx512_bf16", "gpu", *(("cpu_generation",) if was.get("cpu_generation") else ()))
+    same_machine = {k: was.get(k) for k in kind} == {k: machine.get(k) for k in kind}
     runs = previous.get("runs", []) if previous.get("budget") == budget and same_machine else []
     if previous.get("runs") and not runs:
         print(f"{out} holds refits of another budget or machine: starting again", file=sys.stderr)
+    if runs:
+        machine = was  # the refits' machine, whichever of its kind writes the page
     command = " ".join([".venv/bin/python", "bench/full_budget.py", *sys.argv[1:]])
     answers_dir = args.out_dir / "answers" / f"{study['study']}-full-budget"
     first = task.eval_set_names[0]
@@ -459,7 +482,7 @@ def main() -> None:
     ]  # fmt: skip
     # Other studies' registered models stay on the page when a later run does not name them again.
     studies = {s["study"]: s for s in previous.get("studies", [])}
-    studies.update({s["study"]: s for s in map(_registered, [results, *args.studies])})
+    studies.update({s["study"]: s for s in (_registered(task, str(given)) for given in [results, *args.studies])})
 
     def write() -> None:
         figures = {

@@ -57,6 +57,19 @@ def cpu_info() -> tuple[str, list[str]]:
     return model, flags
 
 
+def cpu_generation() -> str | None:
+    """The CPU's family and model numbers ("family 25 model 17"): a virtual machine's model name is often just
+    "AMD EPYC", which hides a generation that changes training speed (Zen 4 and Zen 5 both say it)."""
+    with contextlib.suppress(OSError):
+        info = dict(
+            line.split(":", 1) for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines() if ":" in line
+        )
+        numbers = {key.strip(): value.strip() for key, value in info.items()}
+        if "cpu family" in numbers and "model" in numbers:
+            return f"family {numbers['cpu family']} model {numbers['model']}"
+    return None
+
+
 def describe() -> dict[str, Any]:
     """The machine the figures come from: CPU model and flags that decide training speed, cores, memory, GPU."""
     import psutil
@@ -64,6 +77,7 @@ def describe() -> dict[str, Any]:
     model, flags = cpu_info()
     return {
         "cpu": model,
+        "cpu_generation": cpu_generation(),
         "cpu_flags": flags,
         "avx512_bf16": bool(torch.cpu._is_avx512_bf16_supported()),
         "cores": psutil.cpu_count(),

@@ -24,6 +24,7 @@ from harness.config import TaskConfig
 from harness.errors import HarnessError
 from harness.predictions import score_answers
 from harness.progress import minutes
+from harness.promotion import stored_test_metrics
 from harness.tables import figure, markdown_table
 from harness.task_data import load_split, rule_baseline
 from harness.trial import evaluate_model
@@ -130,6 +131,32 @@ def write_results(
     return Results(markdown, json_path, pngs)
 
 
+def registered_summary(task: TaskConfig, study_name: str) -> dict[str, Any]:
+    """What a study ended with, read from what it recorded (nothing evaluated again): its registered version's
+    f1_micro on the stored test set as registration scored it, and the time from the study's start to it. For the
+    studies of other `harness search --seed`s beside the full page of one (bench/full_budget.py --studies)."""
+    parent = tracking.find_study_run(task.task.name, study_name)
+    version = _registered_version(task, study_name) if parent else None
+    if parent is None or version is None:
+        raise HarnessError(
+            f"study {study_name!r} of task {task.task.name} has no registered version: run `harness search"
+            f" {task.task.name} --study {study_name}` to its end (refit and registration)"
+        )
+    name, number, _ = version
+    profile = tracking.run_info(parent)["tags"].get("harness.profile", "cpu")
+    metrics, source = stored_test_metrics(task, name, number, task.profiles[profile].refit.max_new_tokens)
+    described = machine.describe()
+    return {
+        "study": study_name,
+        "machine": described["cpu"],
+        "cpu_generation": described["cpu_generation"],
+        "avx512_bf16": described["avx512_bf16"],
+        "to_registered_seconds": _to_registered_seconds(parent, version),
+        "registered": {task.eval_set_names[0]: metrics["f1_micro"]},
+        "source": f"{name} {source}",
+    }
+
+
 def _registered_version(task: TaskConfig, study_name: str) -> tuple[str, int, str] | None:
     """The newest version registered from this study: (name, version, the run its weights are logged on)."""
     name = task.registered_name
@@ -208,14 +235,18 @@ def _stages(
     if version is not None:
         # The main job's whole wall time: from the study's start to the registered version (its test evaluation
         # and alias come after the refit run ends).
-        created = next(v for v in tracking.model_versions(version[0]) if int(v.version) == version[1])
-        stages["search"]["to_registered_seconds"] = round(created.creation_timestamp / 1000 - study["started"], 1)
+        stages["search"]["to_registered_seconds"] = _to_registered_seconds(parent, version)
     for label, row in (("seed recipe trial", seed), ("best trial", best)):
         stages[label] = _run_stage(row["mlflow_run_id"])
     if version is not None:
         stages["refit and registration"] = _run_stage(version[2])
         stages["refit and registration"]["wall_seconds"] = tracking.run_info(version[2])["duration_seconds"]
     return stages
+
+
+def _to_registered_seconds(parent: str, version: tuple[str, int, str]) -> float:
+    created = next(v for v in tracking.model_versions(version[0]) if int(v.version) == version[1])
+    return round(created.creation_timestamp / 1000 - tracking.run_info(parent)["started"], 1)
 
 
 def _run_stage(run_id: str) -> dict[str, Any]:

@@ -9,7 +9,8 @@ import re
 import pytest
 from mlflow.tracking import MlflowClient
 
-from harness.results import write_results
+from harness.errors import HarnessError
+from harness.results import registered_summary, write_results
 from tests.conftest import SMOKE_TEST_EXAMPLES
 
 
@@ -73,3 +74,17 @@ def test_the_page_quotes_the_full_budget_refits_written_beside_it(registered_stu
     section = page.split("## At the full budget", 1)[1]
     assert f"({summary.study_name}-full-budget.md)" in section
     assert re.search(r"\| axolotl-qlora +\| 0 +\| 0\.812 +\|", section)
+
+
+def test_a_studys_registered_figure_is_read_from_what_registration_recorded(registered_study, tmp_path):
+    """Other study seeds beside a full page: what registration scored on the stored test set, nothing evaluated
+    again, and the same figure the page gives the registered model."""
+    task, summary = registered_study
+    recorded = registered_summary(task, summary.study_name)
+    assert recorded["source"].startswith("legal-extractor v1 recorded ")
+    figures = json.loads(write_results(task, study_name=summary.study_name, out_dir=tmp_path).figures.read_text())
+    assert recorded["registered"] == {"test-head-v1": figures["ladder"]["registered"]["test-head-v1"]["f1_micro"]}
+    assert recorded["to_registered_seconds"] == figures["stages"]["search"]["to_registered_seconds"] > 0
+    assert recorded["cpu_generation"] == figures["machine"]["cpu_generation"]
+    with pytest.raises(HarnessError, match="study 'legal-nope' of task legal has no registered version"):
+        registered_summary(task, "legal-nope")
