@@ -414,6 +414,11 @@ def plan(
     for row in made.rows:
         for advice in row.advice:
             console.print(f"{row.method.name}: {advice}", markup=False)
+    if any(row.placement.startswith("split") for row in made.rows):
+        console.print(
+            "Split by layers is planned, not yet run: harness trains each trial on one GPU today (docs/gpu.md).",
+            markup=False,
+        )
     console.print(
         "Memory: harness's estimate (weights, adapter and AdamW state, activations, logits, CUDA context), checked"
         " against published tables (docs/gpu.md). Time: its FLOP model at the card's rate; bitsandbytes' own"
