@@ -273,10 +273,11 @@ def make_plan(
 def _advice(method: Method, memory: Any, fits: Any, budget: BudgetSpec, gpus: int) -> list[str]:
     """What would make a method fit, cheapest change first."""
     advice = []
-    if not budget.gradient_checkpointing and fits(memory(method, checkpointing=True)):
-        gib = memory(method, checkpointing=True).total_mb / GIB_MB
+    checkpointed = memory(method, checkpointing=True)
+    peak = checkpointed.total_mb / GIB_MB
+    if not budget.gradient_checkpointing and fits(checkpointed):
         advice.append(
-            f"fits with gradient checkpointing (budget.gradient_checkpointing: true): {gib:.1f} GiB,"
+            f"fits with gradient checkpointing (budget.gradient_checkpointing: true): {peak:.1f} GiB,"
             " a third more compute"
         )
     micro = budget.micro_batch_size or budget.batch_size
@@ -288,7 +289,6 @@ def _advice(method: Method, memory: Any, fits: Any, budget: BudgetSpec, gpus: in
     needed = next((n for n in range(2, MAX_GPUS + 1) if fits(memory(method, checkpointing=True, split=n))), None)
     if needed is not None and needed > gpus:
         advice.append(f"fits split over {needed} GPUs of this kind (--gpus {needed}), with gradient checkpointing")
-    peak = memory(method, checkpointing=True).total_mb / GIB_MB
     cards = [name for name, card in GPUS.items() if card.memory_gib >= peak]
     if cards:
         advice.append(f"fits on a bigger card: {', '.join(cards)} ({peak:.1f} GiB with gradient checkpointing)")
