@@ -66,7 +66,7 @@ FIELD_TYPES = {
         "enum",
         "one of the declared values",
         lambda values: {"type": "string", "enum": list(values)},
-        lambda value, values, vocabulary: normalize_enum(value, values),
+        lambda value, values, vocabulary: normalize_enum(value, values, vocabulary),
     ),
     "date": FieldType(
         "date",

@@ -161,12 +161,19 @@ def numbers_equal(a: float, b: float) -> bool:
     return math.isclose(a, b, rel_tol=0.0, abs_tol=0.005)
 
 
-def normalize_enum(value: Any, allowed: tuple[str, ...]) -> str | None:
-    """`Partially satisfied`, `partially-satisfied` -> `partially_satisfied`; None if not an allowed value."""
+def normalize_enum(value: Any, allowed: tuple[str, ...], vocabulary: Vocabulary | None = None) -> str | None:
+    """The allowed value `value` spells, whatever its case, spaces, hyphens or underscores and the vocabulary's
+    fold characters: `Partially satisfied`, `partially-satisfied` -> `partially_satisfied`, `Удовлетворить_частично`
+    -> `удовлетворить частично`; None if it spells none."""
     if not isinstance(value, str):
         return None
-    canonical = re.sub(r"[\s-]+", "_", value.strip().casefold())
-    return canonical if canonical in allowed else None
+
+    def canonical(text: str) -> str:
+        folded = vocabulary.folded(text) if vocabulary else text.casefold()
+        return re.sub(r"[\s_-]+", "_", folded.strip())
+
+    spelled = canonical(value)
+    return next((choice for choice in allowed if canonical(choice) == spelled), None)
 
 
 def parse_date(value: Any) -> str | None:

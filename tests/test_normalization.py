@@ -137,6 +137,20 @@ def test_enums_fold_case_and_separators_and_reject_undeclared_values(raw, expect
 @pytest.mark.parametrize(
     ("raw", "expected"),
     [
+        ("удовлетворить частично", "удовлетворить частично"),
+        ("Удовлетворить_частично", "удовлетворить частично"),
+        ("ЗАЁМ", "заем"),  # the vocabulary folds ё to е
+        ("частично", None),
+    ],
+)
+def test_enum_values_may_hold_spaces_and_the_vocabularys_fold_applies(raw, expected):
+    vocabulary = Vocabulary(fold={"ё": "е"})
+    assert normalize_enum(raw, ("удовлетворить", "удовлетворить частично", "заем"), vocabulary) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
         ("2025-03-01", "2025-03-01"),
         ("01.03.2025", "2025-03-01"),
         ("2025/03/01", "2025-03-01"),

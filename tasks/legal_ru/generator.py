@@ -14,7 +14,8 @@ Field semantics, exactly as legal's:
 - `claim_amount`: the total sum the initiator asks for, after any clarification (for an appeal: the part of the
   judgment it contests).
 - `awarded_amount`: how much of that the court grants the initiator; 0 when dismissed.
-Values are Russian, nominative, with the short legal form: "ООО «Восток»", "ИП Петров А.В.".
+Values are Russian: parties in the nominative with the short legal form ("ООО «Восток»", "ИП Петров А.В."), the
+enum fields in the words `LABELS` gives ("поставка", "удовлетворить частично", "ответчик").
 """
 
 from __future__ import annotations
@@ -56,6 +57,25 @@ from tasks.legal_ru.phrases import (
 
 DISPUTE_SUBJECTS = tuple(SUBJECT_PHRASES)
 DECISIONS = ("satisfied", "partially_satisfied", "dismissed")
+# The gold's words for the enum fields: Russian, as the decisions word them, so that a model reading Russian can
+# copy them (the operative part's verbs, the contract's name, the role words) rather than translate. With legal's
+# English values SmolLM2 had not begun to learn these three fields at 300 examples (dispute subject 0.12, decision
+# 0.32: chance) while it copied the parties (0.84 / 0.96) - results/learning-curve-cpu-legal-ru.json.
+LABELS = {
+    "supply": "поставка",
+    "lease": "аренда",
+    "services": "услуги",
+    "construction": "подряд",
+    "loan": "заем",
+    "transport": "перевозка",
+    "insurance": "страхование",
+    "intellectual_property": "интеллектуальные права",
+    "satisfied": "удовлетворить",
+    "partially_satisfied": "удовлетворить частично",
+    "dismissed": "отказать",
+    "plaintiff": "истец",
+    "defendant": "ответчик",
+}
 # SmolLM2's tokenizer spends about 0.84 tokens on a character of these texts (5.7 on a word, 2.4 times English).
 # The bounds are in characters, which track its tokens closely (r 0.99 against 0.95 for words: capitals and digits
 # cost more per word): they keep the chat prompt within about 900 tokens at the 95th percentile and 1,024 at most
@@ -147,11 +167,11 @@ class Ruling:
         fields = {
             "plaintiff": self.plaintiff.gold,
             "defendant": self.defendant.gold,
-            "dispute_subject": self.subject,
-            "decision": self.decision,
+            "dispute_subject": LABELS[self.subject],
+            "decision": LABELS[self.decision],
             "claim_amount": _compact(self.claim),
             "awarded_amount": _compact(self.awarded),
-            "initiator": self.initiator,
+            "initiator": LABELS[self.initiator],
         }
         return {key: _spelled(value, self) if isinstance(value, str) else value for key, value in fields.items()}
 
@@ -638,11 +658,11 @@ def _cost_sentences(rng: random.Random, ruling: Ruling) -> list[str]:
 
 
 if __name__ == "__main__":
-    # Writes a split as JSONL: how the stored eval sets were made. test-v1.jsonl:
+    # Writes a split as JSONL: how the stored eval sets were made. test-v2.jsonl:
     #   python -m tasks.legal_ru.generator test 200 2025
-    # appeals-counterclaims-v1.jsonl, the first 60 records that decide an appeal or a counterclaim:
+    # appeals-counterclaims-v2.jsonl, the first 60 records that decide an appeal or a counterclaim:
     #   python -m tasks.legal_ru.generator hard 60 2026 kind=appeal,counterclaim
-    # Conditions are a field's value (initiator=defendant) or the kinds of ruling to keep (kind=appeal,counterclaim).
+    # Conditions are a field's value (initiator=ответчик) or the kinds of ruling to keep (kind=appeal,counterclaim).
     import itertools
     import json
     import sys

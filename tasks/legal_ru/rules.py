@@ -29,14 +29,14 @@ _AMOUNT_WORDS = Vocabulary(
 _CLAIMED = re.compile(r"(?:о взыскании|просит взыскать|составляют|в части взыскания|во взыскании)\s+" + _AMOUNT)
 _AWARDED = re.compile(r"(?:в пользу [^.]*?|в размере|дополнительно|на)\s+" + _AMOUNT)
 _SUBJECT_WORDS = {
-    "supply": r"поставк|товар",
-    "lease": r"аренд|найм",
-    "services": r"услуг",
-    "construction": r"подряд|строительств|ремонт|монтаж",
-    "loan": r"займ|заем|кредит",
-    "transport": r"перевоз|груз|фрахт|экспедиц",
-    "insurance": r"страхов",
-    "intellectual_property": r"товарный знак|исключительн|лиценз|произведени",
+    "поставка": r"поставк|товар",
+    "аренда": r"аренд|найм",
+    "услуги": r"услуг",
+    "подряд": r"подряд|строительств|ремонт|монтаж",
+    "заем": r"займ|заем|кредит",
+    "перевозка": r"перевоз|груз|фрахт|экспедиц",
+    "страхование": r"страхов",
+    "интеллектуальные права": r"товарный знак|исключительн|лиценз|произведени",
 }
 
 
@@ -45,16 +45,16 @@ def extract(text: str) -> dict[str, object]:
     parties = _PARTY.findall(text)
     subject_hits = [(m.start(), name) for name, words in _SUBJECT_WORDS.items() if (m := re.search(words, text))]
     if re.search(r"частично", text):
-        decision = "partially_satisfied"
+        decision = "удовлетворить частично"
     elif re.search(r"отказать|без удовлетворения|отклонить", text):
-        decision = "dismissed"
+        decision = "отказать"
     else:
-        decision = "satisfied"
+        decision = "удовлетворить"
     claimed = _CLAIMED.search(text)
     claim_amount = parse_number(claimed.group(1), _AMOUNT_WORDS) if claimed else None
-    if decision == "dismissed":
+    if decision == "отказать":
         awarded_amount: float | None = 0.0
-    elif decision == "satisfied":
+    elif decision == "удовлетворить":
         awarded_amount = claim_amount
     else:
         awarded = _AWARDED.search(text)
@@ -67,7 +67,7 @@ def extract(text: str) -> dict[str, object]:
         "decision": decision,
         "claim_amount": claim_amount,
         "awarded_amount": awarded_amount,
-        "initiator": "defendant" if defendant_acts else "plaintiff",
+        "initiator": "ответчик" if defendant_acts else "истец",
     }
 
 

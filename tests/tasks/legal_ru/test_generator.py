@@ -18,6 +18,7 @@ from tasks.legal_ru.generator import (
     COURTS,
     DECISIONS,
     DISPUTE_SUBJECTS,
+    LABELS,
     MAX_CHARS,
     MIN_CHARS,
     generate_split,
@@ -46,9 +47,9 @@ def test_same_seed_same_records_other_seed_other_records():
 
 
 def test_the_stored_sets_load_with_their_digests_and_sizes(legal_ru):
-    assert split_names(legal_ru) == ["train", "validation", "test", "test-v1", "appeals-counterclaims-v1"]
+    assert split_names(legal_ru) == ["train", "validation", "test", "test-v2", "appeals-counterclaims-v2"]
     assert len(load_split(legal_ru, "test")) == 200
-    assert len(load_split(legal_ru, "appeals-counterclaims-v1")) == 60
+    assert len(load_split(legal_ru, "appeals-counterclaims-v2")) == 60
     assert (len(load_split(legal_ru, "train")), len(load_split(legal_ru, "validation"))) == (3200, 400)
 
 
@@ -64,7 +65,7 @@ def test_prompts_fit_smollm2s_context_at_most_1024_tokens_and_900_at_the_95th_pe
     from harness.model_loading import load_tokenizer, resolve_model
 
     tokenizer = load_tokenizer(resolve_model("tiny:llama"))  # SmolLM2's tokenizer and chat template
-    for split in ("validation", "test-v1"):
+    for split in ("validation", "test-v2"):
         lengths = [
             len(tokenizer(tokenizer.apply_chat_template(prompt_turns(legal_ru, e.text), tokenize=False))["input_ids"])
             for e in load_split(legal_ru, split)
@@ -162,25 +163,25 @@ def test_the_defendant_initiates_counterclaims_and_two_thirds_of_appeals(kinds):
     by_kind = defaultdict(list)
     for record, kind in kinds:
         by_kind[kind].append(record["fields"]["initiator"])
-    assert set(by_kind["claim"]) == {"plaintiff"} and set(by_kind["counterclaim"]) == {"defendant"}
-    assert 0.5 < Counter(by_kind["appeal"])["defendant"] / len(by_kind["appeal"]) < 0.8
-    share = sum(r["fields"]["initiator"] == "defendant" for r, _ in kinds) / len(kinds)
+    assert set(by_kind["claim"]) == {"истец"} and set(by_kind["counterclaim"]) == {"ответчик"}
+    assert 0.5 < Counter(by_kind["appeal"])["ответчик"] / len(by_kind["appeal"]) < 0.8
+    share = sum(r["fields"]["initiator"] == "ответчик" for r, _ in kinds) / len(kinds)
     assert 0.25 <= share <= 0.5
 
 
 def test_outcomes_and_subjects_are_balanced(train):
     decisions = Counter(e.fields["decision"] for e in train)
     subjects = Counter(e.fields["dispute_subject"] for e in train)
-    assert set(decisions) == set(DECISIONS) and min(decisions.values()) / len(train) > 0.28
-    assert set(subjects) == set(DISPUTE_SUBJECTS) and min(subjects.values()) / len(train) > 0.09
+    assert set(decisions) == {LABELS[d] for d in DECISIONS} and min(decisions.values()) / len(train) > 0.28
+    assert set(subjects) == {LABELS[s] for s in DISPUTE_SUBJECTS} and min(subjects.values()) / len(train) > 0.09
 
 
 def test_dismissed_means_nothing_awarded_and_awards_never_exceed_claims(train):
     for e in train:
         f = e.fields
-        if f["decision"] == "dismissed":
+        if f["decision"] == "отказать":
             assert f["awarded_amount"] == 0
-        elif f["decision"] == "satisfied":
+        elif f["decision"] == "удовлетворить":
             assert f["awarded_amount"] == f["claim_amount"]
         else:
             assert 0 < f["awarded_amount"] < f["claim_amount"]
@@ -246,7 +247,7 @@ def test_the_gold_party_is_not_always_the_first_party_named(train):
 
 def test_the_hard_set_holds_only_appeals_and_counterclaims(legal_ru):
     kinds = Counter()
-    for e in load_split(legal_ru, "appeals-counterclaims-v1"):
+    for e in load_split(legal_ru, "appeals-counterclaims-v2"):
         appeal = "постановление" in e.text.casefold().replace(" ", "")
         counterclaim = "первоначальный иск" in e.text.casefold()
         assert appeal != counterclaim, e.id

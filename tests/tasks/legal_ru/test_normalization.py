@@ -103,7 +103,7 @@ def _long_form(party: str, case: str) -> str:
 
 @pytest.mark.parametrize("case", ["nomn", "gent", "datv"])
 def test_the_gold_rewritten_the_decisions_ways_scores_as_the_gold(legal_ru, case):
-    examples = load_split(legal_ru, "test-v1")
+    examples = load_split(legal_ru, "test-v2")
     answers = []
     for example in examples:
         fields = dict(example.fields)
