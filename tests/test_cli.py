@@ -32,6 +32,7 @@ COMMANDS = [
     "results",
     "fetch-model",
     "plan",
+    "export",
 ]
 
 

@@ -1,9 +1,10 @@
-"""`harness promote`, `regress` and `serve`: the gate that moves @champion, the checks on stored eval sets, and
-the registered model behind vLLM's OpenAI-compatible server."""
+"""`harness promote`, `regress`, `serve` and `export`: the gate that moves @champion, the checks on stored eval sets,
+the registered model behind vLLM's OpenAI-compatible server, and in the file llama.cpp deploys."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -224,3 +225,57 @@ def _print_serving_check(result: Any, version: int) -> None:
     console.print(f"answers identical to the offline ones: {result.identical:.1%}")
     verdict = "passes" if result.passed else "FAILS"
     console.print(f"parity {verdict}: |delta f1_micro| = {result.delta:.4f} (tolerance {result.parity_tolerance})")
+
+
+@app.command()
+def export(
+    task: TaskArgument,
+    alias: Annotated[str | None, typer.Option(help="Export models:/<task>-extractor@ALIAS.")] = "champion",
+    version: Annotated[int | None, typer.Option(help="Export this version number instead of an alias.")] = None,
+    format: Annotated[str, typer.Option("--format", help="gguf (llama.cpp, Ollama).")] = "gguf",
+    quant: Annotated[
+        str, typer.Option(help="f32, f16, bf16, q8_0 (llama.cpp's converter); q5_1, q5_0, q4_1, q4_0 (requantised).")
+    ] = "q8_0",
+    adapter: Annotated[
+        bool, typer.Option("--adapter", help="The LoRA adapter alone, for llama.cpp's --lora on the base model.")
+    ] = False,
+    out: Annotated[
+        Path | None, typer.Option(help="The file to write (default exports/<name>-v<N>-<quant>.gguf).")
+    ] = None,
+    check: Annotated[
+        bool, typer.Option("--check/--no-check", help="Load the file back and score the stored test set with it.")
+    ] = True,
+    tracking_uri: TrackingUriOption = None,
+) -> None:
+    """Write a registered version as a GGUF file for llama.cpp / Ollama, score it loaded back, record it on the
+    version (--adapter: its LoRA adapter alone, for llama.cpp's --lora)."""
+    from harness import export as exporting
+    from harness import tracking
+    from harness.config import load_task
+    from harness.progress import ConsoleProgress
+
+    exporting.check_format(format)
+    config = load_task(task)
+    tracking.configure(tracking_uri)
+    done = exporting.export_version(
+        config, alias=None if version else alias, version=version, quant=quant, adapter=adapter, out=out, check=check,
+        reporter=ConsoleProgress(errors, label="answers"),
+    )  # fmt: skip
+    file = done.file
+    held = ", ".join(f"{count} {kind}" for kind, count in file.tensor_types.items())
+    console.print(f"{done.name} v{done.version} -> {file.path} ({file.size_bytes / 1e6:.1f} MB, {quant})", markup=False)
+    console.print(f"tensors: {held}; written in {done.convert_seconds:.0f} s; sha256 {file.sha256[:16]}", markup=False)
+    if done.test:
+        gguf_f1, merged_f1 = done.test["f1_micro"], done.merged_test["f1_micro"]
+        console.print(
+            f"{done.eval_set}: f1_micro {gguf_f1:.4f} from the GGUF file, {merged_f1:.4f} merged"
+            f" ({done.merged_source}), delta {gguf_f1 - merged_f1:+.4f}; json_valid {done.test['json_valid_rate']:.3f}",
+            markup=False,
+        )
+    if adapter:
+        console.print(
+            "not scored: only llama.cpp's runtime applies a GGUF adapter (llama-server -m BASE.gguf --lora FILE)"
+        )
+    console.print(
+        f"recorded on {done.name} v{done.version} as {exporting.EXPORT_TAG}.{done.form}.{quant}", markup=False
+    )
