@@ -245,8 +245,13 @@ def _stages(
 
 
 def _to_registered_seconds(parent: str, version: tuple[str, int, str]) -> float:
+    """The study's start to the version's creation, less the idle time between the search's end and the refit's
+    start: a version registered later (`harness register` on a finished study, with a new refit budget, say) is
+    timed as if it had followed the search."""
     created = next(v for v in tracking.model_versions(version[0]) if int(v.version) == version[1])
-    return round(created.creation_timestamp / 1000 - tracking.run_info(parent)["started"], 1)
+    study, refit = tracking.run_info(parent), tracking.run_info(version[2])
+    idle = max(0.0, refit["started"] - (study["started"] + study["duration_seconds"]))
+    return round(created.creation_timestamp / 1000 - study["started"] - idle, 1)
 
 
 def _run_stage(run_id: str) -> dict[str, Any]:
