@@ -39,12 +39,13 @@ $(LLAMA_CPP_CONVERTER): $(STAMP)
 	rm -rf $(VENV)/downloads
 	touch $(LLAMA_CPP_CONVERTER)
 
-# llama.cpp's own server, for the GGUF serving forms (bench/serving_forms.py): compiled once from the same source
-# release the converter comes from, tuned to this CPU (GGML_NATIVE). Not part of `setup`: it needs cmake and a C++
-# compiler, and nothing in the tests or the main job runs it.
-LLAMA_SERVER := $(BIN)/llama-server
+# llama.cpp's own server and quantiser: the GGUF serving forms (bench/serving_forms.py) and the k-quants of
+# `harness export`. Compiled once from the same source release the converter comes from, tuned to this CPU
+# (GGML_NATIVE). Not part of `setup`: it needs cmake and a C++ compiler, and nothing in the tests or the main job
+# runs them.
+LLAMA_BINARIES := $(BIN)/llama-server $(BIN)/llama-quantize
 LLAMA_BUILD := $(VENV)/build-llama.cpp
-$(LLAMA_SERVER): $(STAMP)
+$(LLAMA_BINARIES) &: $(STAMP)
 	@command -v cmake >/dev/null && command -v c++ >/dev/null || \
 		{ echo "make llama-server needs cmake and a C++ compiler (apt-get install cmake g++)"; exit 1; }
 	rm -rf $(LLAMA_BUILD) && mkdir -p $(LLAMA_BUILD)
@@ -54,10 +55,10 @@ $(LLAMA_SERVER): $(STAMP)
 	cmake -S $(LLAMA_BUILD)/$(LLAMA_CPP_SOURCE)/vendor/llama.cpp -B $(LLAMA_BUILD)/out -DCMAKE_BUILD_TYPE=Release \
 		-DGGML_NATIVE=ON -DBUILD_SHARED_LIBS=OFF -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF \
 		-DLLAMA_BUILD_EXAMPLES=OFF > $(LLAMA_BUILD)/cmake.log
-	cmake --build $(LLAMA_BUILD)/out --target llama-server -j $$(nproc) > $(LLAMA_BUILD)/build.log
-	cp $(LLAMA_BUILD)/out/bin/llama-server $(LLAMA_SERVER)
+	cmake --build $(LLAMA_BUILD)/out --target llama-server llama-quantize -j $$(nproc) > $(LLAMA_BUILD)/build.log
+	cp $(addprefix $(LLAMA_BUILD)/out/bin/,llama-server llama-quantize) $(BIN)/
 	rm -rf $(LLAMA_BUILD)
-llama-server: $(LLAMA_SERVER)
+llama-server: $(LLAMA_BINARIES)
 
 $(VLLM_STAMP): Makefile
 	$(PYTHON) -m venv $(VLLM_VENV)

@@ -1,13 +1,14 @@
 """Every serving form of one registered version, side by side: quality, size, memory, speed and cost, on one page.
 
     .venv/bin/python bench/serving_forms.py [--task legal] [--version N | --alias champion]
-        [--forms merged lora gguf-f16 gguf-q8_0 gguf-q4_0] [--examples 200]
+        [--forms merged lora gguf-lora gguf-f16 gguf-q8_0 gguf-q4_k_m gguf-q4_0] [--examples 200]
         [--price-per-hour 0.10] [--utilisation 1.0] [--p95-target 30] [--api-price-in 2.5 --api-price-out 10]
         [--max-p95 S] [--max-size-mb MB] [--max-cost-per-1000 X] [--out results/serving-forms-cpu]
 
 The forms a team deploys after merging (docs/serving.md):
 - `merged`: the merged 16-bit model on vLLM (`harness serve`);
 - `lora`: the base model with the adapter on top, on vLLM (`harness serve --lora`);
+- `gguf-lora`: the same on llama.cpp: the base in f16 GGUF and the adapter's GGUF (`harness export --adapter`);
 - `gguf-<quant>`: the merged model exported to GGUF (`harness export`, written here when missing) on llama.cpp's
   own OpenAI-compatible server (`make llama-server` builds it).
 Each form is started alone and sent the same stored test prompts: all of them 16 at a time (scored: f1_micro, and
@@ -30,17 +31,17 @@ from typing import Any
 
 import psutil
 
-from harness import costs, machine, registry, serving, tables
+from harness import costs, machine, registry, serving, tables, tracking
 from harness.config import load_task
 from harness.costs import Constraint, Load, Prices
-from harness.export import export_version
+from harness.export import convert_to_gguf, export_version
 from harness.model_loading import supports_bf16
 from harness.predictions import score_answers
 from harness.promotion import stored_test_metrics
 from harness.task_data import load_split
 
-FORMS = ("merged", "lora", "gguf-f16", "gguf-q8_0", "gguf-q4_0")
-SERVER_OF = {"merged": "vLLM", "lora": "vLLM --lora"}
+FORMS = ("merged", "lora", "gguf-lora", "gguf-f16", "gguf-q8_0", "gguf-q4_k_m", "gguf-q4_0")
+SERVER_OF = {"merged": "vLLM", "lora": "vLLM --lora", "gguf-lora": "llama.cpp --lora"}
 
 
 class PeakMemory:
@@ -81,11 +82,24 @@ def start_form(task: Any, name: str, number: int, form: str, port: int, log_path
         adapter_dir, base_dir = registry.materialise_adapter(name, number), registry.materialise_lora_base(name, number)
         server = serving.start_server(base_dir, name, options, log_path=log_path, adapter_dir=adapter_dir)
         return server, directory_bytes(base_dir) + directory_bytes(adapter_dir)
+    # Measured cold, as vLLM's calls are (each salted apart): llama.cpp's prompt cache would answer the prefill run
+    # from the concurrency-16 run's prompts. vLLM still shares the instruction within a call: llama.cpp's input
+    # figures are the more conservative.
+    if form == "gguf-lora":  # the base the adapter was trained on, in f16, and the adapter on top
+        base = Path("exports") / f"{name}-v{number}-base-f16.gguf"
+        if not base.exists():
+            convert_to_gguf(registry.materialise_lora_base(name, number), base, quant="f16")
+        adapter = Path("exports") / f"{name}-v{number}-lora-f16.gguf"
+        if not adapter.exists():
+            export_version(task, version=number, quant="f16", adapter=True, out=adapter, check=False)
+        server = serving.start_llama_server(base, name, options, log_path=log_path, prompt_cache=False, lora=adapter)
+        return server, base.stat().st_size + adapter.stat().st_size
     quant = form.removeprefix("gguf-")
     path = Path("exports") / f"{name}-v{number}-{quant}.gguf"
     if not path.exists():
         export_version(task, version=number, quant=quant, out=path, check=False)
-    return serving.start_llama_server(path, name, options, log_path=log_path), path.stat().st_size
+    server = serving.start_llama_server(path, name, options, log_path=log_path, prompt_cache=False)
+    return server, path.stat().st_size
 
 
 def as_load(run: serving.ServedRun, concurrency: int) -> Load:
@@ -248,6 +262,7 @@ def main() -> None:
 
     prices = Prices(args.price_per_hour, args.utilisation, args.api_price_in, args.api_price_out)
     constraint = Constraint(args.max_p95, args.max_size_mb, args.max_cost_per_1000)
+    tracking.configure()  # the project's store (<mlruns>/mlflow.db), where `harness register` put the version
     task = load_task(args.task)
     name = task.registered_name
     found = registry.find_version(name, alias=None if args.version else args.alias, version=args.version)
@@ -265,9 +280,9 @@ def main() -> None:
         "model": f"{name} v{number}",
         "command": "bench/serving_forms.py "
         + " ".join(
-            f"--{k.replace('_', '-')} {v}"
+            f"--{k.replace('_', '-')} {' '.join(v) if isinstance(v, list) else v}"
             for k, v in vars(args).items()
-            if v is not None and k not in ("out", "port", "forms")
+            if v is not None and k not in ("out", "port") and not (k == "alias" and args.version)
         ),
         "written": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": described,

@@ -8,9 +8,10 @@ Where each quantisation comes from (`GGUF_QUANTS`):
   unpacks them into `.venv/share/llama.cpp` (Python only, nothing compiled);
 - q5_1, q5_0, q4_1, q4_0: the converter's f32 file requantised by the `gguf` package in pure Python, every 2-D
   weight to the one type and the norms kept in f32, as `llama-quantize --pure` does;
-- k-quants (q4_k_m, q6_k, ...) and i-quants need llama.cpp's native quantiser, which is not built here. The
-  embedded model's rows of 576 values are no multiple of the k-quants' 256-value blocks: llama.cpp would fall back
-  to q5_0 / q8_0 for most of its tensors anyway.
+- k-quants (q4_k_m, q6_k, ...): llama.cpp's native `llama-quantize` (built with the server by `make llama-server`)
+  from the converter's f16 file. A row whose length is no multiple of the k-quants' 256-value blocks falls back to a
+  legacy type (the embedded model's 576 to q5_0 and q8_0, most of its tensors): the file's tensor types, read back,
+  say what it really holds. i-quants need an importance matrix from a calibration run and are refused.
 
 The file is checked by loading it back (transformers' GGUF loader, its own tokenizer and chat template) and scoring
 the stored test set, compared with the merged model's recorded figures. The adapter alone can be written too
@@ -35,7 +36,7 @@ from pathlib import Path
 import gguf
 import numpy as np
 
-from harness import tracking
+from harness import processes, tracking
 from harness.config import TaskConfig
 from harness.errors import HarnessError
 from harness.generation import AnswerReporter
@@ -51,7 +52,9 @@ from harness.trial import evaluate_model
 
 CONVERTER_QUANTS = ("f32", "f16", "bf16", "q8_0")  # what convert_hf_to_gguf.py writes itself (--outtype)
 PYTHON_QUANTS = ("q5_1", "q5_0", "q4_1", "q4_0")  # what the gguf package quantises in Python
-GGUF_QUANTS = CONVERTER_QUANTS + PYTHON_QUANTS
+# What llama-quantize writes from an f16 file without an importance matrix (its names, lower-cased).
+NATIVE_QUANTS = ("q2_k", "q3_k_s", "q3_k_m", "q3_k_l", "q4_k_s", "q4_k_m", "q5_k_s", "q5_k_m", "q6_k")
+GGUF_QUANTS = CONVERTER_QUANTS + PYTHON_QUANTS + NATIVE_QUANTS
 # The llama-cpp-python source release the converter is unpacked from (the Makefile fetches the same).
 CONVERTER_RELEASE = "llama-cpp-python==0.3.36"
 EXPORT_TAG = "harness.export"  # <tag>.gguf.<quant> on a version: the file's size, contents and scores
@@ -103,10 +106,10 @@ def check_format(format: str) -> None:
 def check_quant(quant: str) -> str:
     if quant in GGUF_QUANTS:
         return quant
-    if quant.lower().startswith(("q2_k", "q3_k", "q4_k", "q5_k", "q6_k", "iq")):
+    if quant.lower().startswith("iq"):
         raise HarnessError(
-            f"--quant {quant}: k-quants and i-quants need llama.cpp's native quantiser (llama-quantize), which harness"
-            f" does not build; this one writes {', '.join(GGUF_QUANTS)} (q4_0 / q4_1 for 4 bits)"
+            f"--quant {quant}: i-quants need an importance matrix from a calibration run (llama-imatrix), which harness"
+            f" does not make; it writes {', '.join(GGUF_QUANTS)} (q4_k_m or q4_0 for 4 bits)"
         )
     raise HarnessError(f"--quant {quant!r} is not a GGUF type harness writes; expected one of {', '.join(GGUF_QUANTS)}")
 
@@ -117,11 +120,17 @@ def convert_to_gguf(model_dir: Path, out: Path, *, quant: str) -> GgufFile:
     out.parent.mkdir(parents=True, exist_ok=True)
     if quant in CONVERTER_QUANTS:
         _run_converter("convert_hf_to_gguf.py", model_dir, out, outtype=quant)
-    else:
+    elif quant in PYTHON_QUANTS:
         with tempfile.TemporaryDirectory(dir=out.parent) as scratch:
             full = Path(scratch) / "f32.gguf"
             _run_converter("convert_hf_to_gguf.py", model_dir, full, outtype="f32")
             requantize(full, out, quant=quant)
+    else:
+        quantizer = processes.llama_cpp_binary("llama-quantize")  # before the conversion: fail fast
+        with tempfile.TemporaryDirectory(dir=out.parent) as scratch:
+            half = Path(scratch) / "f16.gguf"
+            _run_converter("convert_hf_to_gguf.py", model_dir, half, outtype="f16")
+            _run_program([str(quantizer), str(half), str(out), quant.upper()], what="llama-quantize", source=half)
     return describe_gguf(out, quant=quant)
 
 
@@ -139,10 +148,14 @@ def convert_adapter_to_gguf(adapter_dir: Path, base_dir: Path, out: Path, *, qua
 def _run_converter(script: str, source: Path, out: Path, *, outtype: str, extra: list[str] | None = None) -> None:
     command = [sys.executable, str(converter_dir() / script), str(source), *(extra or [])]
     command += ["--outfile", str(out), "--outtype", outtype]
+    _run_program(command, what=script, source=source)
+
+
+def _run_program(command: list[str], *, what: str, source: Path) -> None:
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         last = [line for line in (done.stderr or done.stdout).strip().splitlines() if line.strip()][-3:]
-        raise HarnessError(f"llama.cpp's {script} failed on {source} (exit {done.returncode}): " + " / ".join(last))
+        raise HarnessError(f"llama.cpp's {what} failed on {source} (exit {done.returncode}): " + " / ".join(last))
 
 
 def requantize(source: Path, out: Path, *, quant: str) -> None:

@@ -1,17 +1,32 @@
-"""Server processes harness starts (vLLM, the MLflow UI and tracking server): started with their output in a log
-file, waited on until their `/health` answers, and stopped with everything they started."""
+"""Server processes harness starts (vLLM, llama.cpp, the MLflow UI and tracking server): found, started with their
+output in a log file, waited on until their `/health` answers, and stopped with everything they started."""
 
 from __future__ import annotations
 
 import os
 import signal
 import subprocess
+import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 from harness import retries
 from harness.errors import HarnessError
+
+
+def llama_cpp_binary(name: str) -> Path:
+    """One of llama.cpp's programs (`llama-server`, `llama-quantize`), built by `make llama-server` into the virtual
+    environment, or where `HARNESS_LLAMA_SERVER` / `HARNESS_LLAMA_QUANTIZE` points."""
+    variable = "HARNESS_" + name.upper().replace("-", "_")
+    binary = Path(os.environ.get(variable) or Path(sys.prefix) / "bin" / name)
+    if not binary.exists():
+        raise HarnessError(
+            f"no {name} at {binary}: run `make llama-server` (it builds llama.cpp's server and quantiser from the"
+            " llama-cpp-python source release the GGUF converter comes from, once, into the virtual environment),"
+            f" or set {variable} to a {name} binary"
+        )
+    return binary
 
 
 def start_logged(command: list[str], log_path: Path, *, environment: dict[str, str]) -> subprocess.Popen[bytes]:

@@ -14,7 +14,6 @@ import json
 import os
 import statistics
 import subprocess
-import sys
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -149,26 +148,24 @@ def start_server(
     return server
 
 
-def llama_server_binary() -> Path:
-    """llama.cpp's own server, built by `make llama-server` (or `HARNESS_LLAMA_SERVER`)."""
-    binary = Path(os.environ.get("HARNESS_LLAMA_SERVER") or Path(sys.prefix) / "bin" / "llama-server")
-    if not binary.exists():
-        raise HarnessError(
-            f"no llama.cpp server at {binary}: run `make llama-server` (it builds llama.cpp's server from the"
-            " llama-cpp-python source release the GGUF converter comes from, once, into the virtual environment),"
-            " or set HARNESS_LLAMA_SERVER to a llama-server binary"
-        )
-    return binary
-
-
 def start_llama_server(
-    gguf: Path, served_name: str, options: ServerOptions, *, log_path: Path, parallel: int = 16
+    gguf: Path,
+    served_name: str,
+    options: ServerOptions,
+    *,
+    log_path: Path,
+    parallel: int = 16,
+    prompt_cache: bool = True,
+    lora: Path | None = None,
 ) -> Server:
     """Serve a GGUF file with llama.cpp's OpenAI-compatible server (`parallel` requests at once, each with
-    `options.max_model_len` tokens of context) and wait until `/health` answers. The chat template is the file's
-    own (`--jinja`); the key, as for vLLM, goes through the environment."""
+    `options.max_model_len` tokens of context) and wait until `/health` answers; with `lora`, an adapter's GGUF
+    (`harness export --adapter`) applied on top of it, unmerged. The chat template is the file's own (`--jinja`);
+    the key, as for vLLM, goes through the environment. Without `prompt_cache` every prompt is read afresh:
+    llama.cpp keeps earlier prompts (in its slots and an 8 GB RAM cache) and would answer a measurement that repeats
+    them from memory."""
     command = [
-        str(llama_server_binary()),
+        str(processes.llama_cpp_binary("llama-server")),
         "--model",
         str(gguf),
         "--alias",
@@ -186,6 +183,10 @@ def start_llama_server(
         "--jinja",
         "--no-webui",
     ]
+    if not prompt_cache:
+        command += ["--no-cache-prompt", "--cache-ram", "0"]
+    if lora is not None:
+        command += ["--lora", str(lora)]
     environment = {key: value for key, value in os.environ.items() if key != "LLAMA_API_KEY"}
     if options.api_key:
         environment["LLAMA_API_KEY"] = options.api_key

@@ -60,13 +60,32 @@ def test_the_file_loads_back_with_each_weight_within_its_quantisation_error(tiny
     assert tokenizers[0](prompts[0])["input_ids"] == tokenizers[1](prompts[1])["input_ids"]
 
 
-def test_k_quants_and_unknown_types_are_refused_with_what_is_written_instead():
-    with pytest.raises(HarnessError, match=r"native quantiser .*q4_0 / q4_1 for 4 bits"):
-        export.check_quant("q4_k_m")
+def test_i_quants_and_unknown_types_are_refused_with_what_is_written_instead():
+    with pytest.raises(HarnessError, match=r"i-quants need an importance matrix .*q4_k_m or q4_0 for 4 bits"):
+        export.check_quant("iq4_xs")
     with pytest.raises(HarnessError, match="'q3' is not a GGUF type harness writes; expected one of f32, f16"):
         export.check_quant("q3")
     with pytest.raises(HarnessError, match=r"AWQ and GPTQ calibrate .* on a CUDA GPU"):
         export.check_format("awq")
+
+
+def test_a_k_quant_without_llama_quantize_names_how_to_build_it(tiny, tmp_path, monkeypatch):
+    monkeypatch.setenv("HARNESS_LLAMA_QUANTIZE", str(tmp_path / "llama-quantize"))
+    with pytest.raises(HarnessError, match=r"no llama-quantize at .*: run `make llama-server`"):
+        export.convert_to_gguf(tiny, tmp_path / "tiny-q4_k_m.gguf", quant="q4_k_m")
+    assert not (tmp_path / "tiny-q4_k_m.gguf").exists()
+
+
+@pytest.mark.skipif(
+    not (Path(sys.prefix) / "bin" / "llama-quantize").exists(), reason="llama-quantize not built (make llama-server)"
+)
+def test_a_k_quant_file_says_which_tensors_fell_back_to_a_legacy_type(tiny, tmp_path):
+    """llama-quantize's q6_k needs rows of a multiple of 256 values: the tiny model's two down projections (rows of
+    256) get it, its other matrices (rows of 128) fall back to q8_0; the file's own tensor types say so, and it
+    still loads back."""
+    written = export.convert_to_gguf(tiny, tmp_path / "tiny-q6_k.gguf", quant="q6_k")
+    assert written.tensor_types == {"q6_k": 2, "q8_0": TINY_MATRICES - 2, "f32": TINY_NORMS}
+    assert model_loading.resolve_model(str(written.path)).path.name.startswith("gguf-tiny-q6_k-")
 
 
 def test_a_missing_converter_says_how_to_install_it(tmp_path, monkeypatch):

@@ -263,7 +263,7 @@ def test_the_answer_stop_ends_each_answer_once_its_braces_balance_as_the_batch_c
 
 def test_a_missing_llama_cpp_server_is_a_clear_error_naming_how_to_build_it(monkeypatch, tmp_path):
     monkeypatch.setenv("HARNESS_LLAMA_SERVER", str(tmp_path / "llama-server"))
-    with pytest.raises(HarnessError, match=r"no llama.cpp server at .*llama-server: run `make llama-server`"):
+    with pytest.raises(HarnessError, match=r"no llama-server at .*llama-server: run `make llama-server`"):
         serving.start_llama_server(
             tmp_path / "model.gguf", "legal-extractor", serving.ServerOptions(), log_path=tmp_path
         )

@@ -235,7 +235,11 @@ def export(
     version: Annotated[int | None, typer.Option(help="Export this version number instead of an alias.")] = None,
     format: Annotated[str, typer.Option("--format", help="gguf (llama.cpp, Ollama).")] = "gguf",
     quant: Annotated[
-        str, typer.Option(help="f32, f16, bf16, q8_0 (llama.cpp's converter); q5_1, q5_0, q4_1, q4_0 (requantised).")
+        str,
+        typer.Option(
+            help="f32, f16, bf16, q8_0 (llama.cpp's converter); q5_1, q5_0, q4_1, q4_0 (requantised); q4_k_m, q6_k, ..."
+            " (llama-quantize, built by make llama-server)."
+        ),
     ] = "q8_0",
     adapter: Annotated[
         bool, typer.Option("--adapter", help="The LoRA adapter alone, for llama.cpp's --lora on the base model.")
