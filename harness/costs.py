@@ -16,8 +16,10 @@ The throughput is the concurrency's that meets the latency target: the highest m
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
@@ -152,6 +154,28 @@ class Constraint:
             elif value > limit:
                 missed.append(text.format(value, limit))
         return missed
+
+
+def read_forms_pages(pages: Sequence[Path]) -> tuple[str, list[dict[str, Any]]]:
+    """The measured forms of one or more serving-forms pages (bench/serving_forms.py's JSON), and what they are of.
+    Pages of several versions (the top trials of a study, each registered: `harness register --trial N`) are one
+    sweep: each form is then named with its version, `legal-extractor v1 gguf-q8_0`."""
+    read = []
+    for page in pages:
+        try:
+            figures = json.loads(page.read_text())
+            read.append((str(figures["model"]), list(figures["forms"])))
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise HarnessError(
+                f"{page}: not a serving-forms page ({error}); write one with `.venv/bin/python bench/serving_forms.py`"
+            ) from error
+    if len(read) == 1:
+        return read[0]
+    models = [model for model, _ in read]
+    if len(set(models)) < len(models):
+        raise HarnessError(f"{', '.join(map(str, pages))}: two pages of the same model ({', '.join(models)})")
+    forms = [{**form, "form": f"{model} {form['form']}"} for model, page_forms in read for form in page_forms]
+    return " and ".join(models), forms
 
 
 def pick(candidates: Sequence[dict[str, Any]], constraint: Constraint) -> dict[str, Any] | None:

@@ -298,7 +298,7 @@ def test_promote_without_a_registered_model_says_to_register_first(tmp_path):
     assert "harness register legal" in result.stderr.replace("\n", " ")
 
 
-def forms_page(path: Path) -> Path:
+def forms_page(path: Path, model: str = "legal-extractor v2", f1_shift: float = 0.0) -> Path:
     """A serving-forms page's figures as bench/serving_forms.py writes them: two forms, each with its loads."""
 
     def loads(seconds16: float, p95_16: float) -> dict:
@@ -309,12 +309,12 @@ def forms_page(path: Path) -> Path:
         return {"1": one, "16": sixteen}
 
     forms = [
-        {"form": "merged", "f1_micro": 0.975, "size_mb": 270.9, "loads": loads(50.0, 9.0),
+        {"form": "merged", "f1_micro": 0.975 + f1_shift, "size_mb": 270.9, "loads": loads(50.0, 9.0),
          "prefill_tokens_per_second": 5000.0},
-        {"form": "gguf-q4_0", "f1_micro": 0.946, "size_mb": 77.6, "loads": loads(40.0, 8.0),
+        {"form": "gguf-q4_0", "f1_micro": 0.946 + f1_shift, "size_mb": 77.6, "loads": loads(40.0, 8.0),
          "prefill_tokens_per_second": 5000.0},
     ]  # fmt: skip
-    path.write_text(json.dumps({"model": "legal-extractor v2", "forms": forms}))
+    path.write_text(json.dumps({"model": model, "forms": forms}))
     return path
 
 
@@ -336,6 +336,20 @@ def test_pick_costs_a_measured_page_at_the_users_prices_and_names_the_best_form_
 
     nothing = run("pick", str(page), "--max-size-mb", "50")
     assert nothing.returncode == 1 and "no form meets the constraint" in nothing.stdout
+
+
+def test_pick_sweeps_the_forms_of_several_versions_and_names_the_version_it_picks(tmp_path):
+    """Two top trials, each registered and measured in each form: the pick runs over every (version, form)."""
+    v2 = forms_page(tmp_path / "v2.json")
+    v1 = forms_page(tmp_path / "v1.json", model="legal-extractor v1", f1_shift=0.01)  # v1's 4-bit keeps more
+    result = run("pick", str(v2), str(v1), "--max-size-mb", "100", columns=200)
+    assert result.returncode == 0, result.stderr
+    assert "legal-extractor v2 and legal-extractor v1: serving forms" in result.stdout
+    assert "legal-extractor v1 merged misses it: size 271 MB > 100 MB" in result.stdout
+    assert "pick: legal-extractor v1 gguf-q4_0 (f1_micro 0.9560, 78 MB)" in result.stdout
+
+    same = run("pick", str(v2), str(v2))
+    assert same.returncode != 0 and "two pages of the same model" in same.stdout + same.stderr
 
 
 def test_pick_refuses_a_file_that_is_not_a_forms_page(tmp_path):

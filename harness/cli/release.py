@@ -288,9 +288,13 @@ def export(
 
 @app.command()
 def pick(
-    page: Annotated[
-        Path, typer.Argument(help="A serving-forms page's figures, written by bench/serving_forms.py.")
-    ] = Path("results/serving-forms-cpu.json"),
+    pages: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            help="Serving-forms pages' figures, written by bench/serving_forms.py: one per registered version (the"
+            " top trials) to pick among them all. Default results/serving-forms-cpu.json."
+        ),
+    ] = None,
     price_per_hour: Annotated[float, typer.Option(help="What the machine costs an hour.")] = 0.10,
     utilisation: Annotated[float, typer.Option(help="The share of paid hours it is busy, in (0, 1].")] = 1.0,
     p95_target: Annotated[
@@ -302,23 +306,14 @@ def pick(
     max_size_mb: Annotated[float | None, typer.Option(help="Afford at most this size on disk, MB.")] = None,
     max_cost_per_1000: Annotated[float | None, typer.Option(help="Afford at most this per 1,000 documents.")] = None,
 ) -> None:
-    """The best serving form (f1_micro) that meets what you can afford, costed at your prices from a measured page."""
+    """The best serving form (f1_micro) that meets what you can afford, costed at your prices from measured pages."""
     from harness import costs
-    from harness.errors import HarnessError
 
-    try:
-        figures = json.loads(page.read_text())
-        forms = figures["forms"]
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise HarnessError(
-            f"{page}: not a serving-forms page ({error}); write one with `.venv/bin/python bench/serving_forms.py`"
-        ) from error
+    model, forms = costs.read_forms_pages(pages or [Path("results/serving-forms-cpu.json")])
     prices = costs.Prices(price_per_hour, utilisation, api_price_in, api_price_out)
     constraint = costs.Constraint(max_p95, max_size_mb, max_cost_per_1000)
     rows = [costs.price_form(form, prices, p95_target) for form in forms]
-    table = Table(
-        title=f"{figures.get('model', page)}: serving forms at {price_per_hour} an hour, busy {utilisation:.0%}"
-    )
+    table = Table(title=f"{model}: serving forms at {price_per_hour} an hour, busy {utilisation:.0%}")
     for column in ("form", "f1_micro", "size MB", "p95 s", "per 1,000 docs", "per 1M in", "per 1M out", "vs API"):
         table.add_column(column, justify="right")
     for row in rows:
