@@ -4,6 +4,7 @@ and the description published beside every figure (CPU model and flags, cores, m
 from __future__ import annotations
 
 import contextlib
+import os
 import platform
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,23 @@ def has_cuda() -> bool:
 
 def gpu_count() -> int:
     return int(torch.cuda.device_count())
+
+
+def visible_gpus() -> list[str]:
+    """The GPUs this process may use, as CUDA_VISIBLE_DEVICES names them; empty on a CPU machine."""
+    named = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if named is not None:
+        return [gpu.strip() for gpu in named.split(",") if gpu.strip() and gpu.strip() != "-1"]
+    return [str(i) for i in range(gpu_count())]
+
+
+def one_gpu_environment(environment: dict[str, str], gpus: list[str]) -> dict[str, str]:
+    """The environment for a process that trains on one GPU where this one sees several: the first of them.
+    Trainer wraps a model in nn.DataParallel when its process sees more than one GPU and TRL refuses that, so a
+    trial on a two-GPU machine with one worker would fail; the other GPUs are for other workers (`--n-workers`)."""
+    if len(gpus) <= 1:
+        return environment
+    return {**environment, "CUDA_VISIBLE_DEVICES": gpus[0]}
 
 
 def gpu_memory_gib(device: int = 0) -> float:

@@ -17,7 +17,7 @@ import os
 import signal
 import traceback
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Literal, NoReturn
@@ -60,12 +60,14 @@ def run_trial_in_own_process(
     context = multiprocessing.get_context("spawn") if method == "spawn" else multiprocessing.get_context("forkserver")
     context.set_forkserver_preload([__name__])  # the server imports this module, and with it the training stack
     ours, theirs = context.Pipe()
+    environment = machine.one_gpu_environment(dict(os.environ), machine.visible_gpus() if machine.has_cuda() else [])
     process = context.Process(
         target=_trial_process,
-        args=(theirs, task, config, output_dir, options, tracking.tracking_uri(), dict(os.environ), os.getcwd()),
+        args=(theirs, task, config, output_dir, options, tracking.tracking_uri(), environment, os.getcwd()),
         name=f"harness-trial-{options.get('run_name') or config.profile}",
     )
-    process.start()
+    with _environment_while_starting(environment):  # a spawned interpreter reads CUDA_VISIBLE_DEVICES at birth
+        process.start()
     theirs.close()
     try:
         kind, payload = _follow(ours, reporter, on_run_started)
@@ -92,6 +94,18 @@ def run_trial_in_own_process(
             tracking.fail_run(run_id, reason)
         raise TrialFailed(reason)
     raise TrialFailed(payload)
+
+
+@contextlib.contextmanager
+def _environment_while_starting(environment: dict[str, str]) -> Iterator[None]:
+    before = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(environment)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(before)
 
 
 def _follow(

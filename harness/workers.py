@@ -81,7 +81,9 @@ def run_search_pool(
     # Storage and tracking URI through the environment: `ps` shows command lines, and they may hold a password.
     shared = {"HARNESS_STORAGE": str(options.storage), "HARNESS_TRACKING_URI": tracking_uri}
     tracking.experiment_for(task.task.name)  # a new local store is created once here, not raced by the workers
-    gpus = visible_gpus()
+    from harness import machine  # torch: only once workers are started
+
+    gpus = machine.visible_gpus()
     slots = plan_workers(count, gpus=gpus, cpus=os.sched_getaffinity(0))
     for slot in slots:
         on_start(slot, f"GPU {slot.environment['CUDA_VISIBLE_DEVICES']}" if gpus else f"cores {sorted(slot.cpus)}")
@@ -100,16 +102,6 @@ def worker_index_from_environment() -> int | None:
         if value.isdigit():
             return int(value)
     return None
-
-
-def visible_gpus() -> list[str]:
-    """The GPUs this process may use, as CUDA_VISIBLE_DEVICES names them; empty on a CPU machine."""
-    named = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if named is not None:
-        return [gpu.strip() for gpu in named.split(",") if gpu.strip() and gpu.strip() != "-1"]
-    from harness.machine import gpu_count
-
-    return [str(i) for i in range(gpu_count())]
 
 
 def plan_workers(count: int, *, gpus: list[str], cpus: set[int]) -> list[WorkerSlot]:
