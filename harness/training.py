@@ -427,11 +427,16 @@ def dequantize(model: Any) -> Any:
 
 def _fold_into_plain_linears(model: Any, dtype: torch.dtype) -> None:
     """Replace each LoRA layer (base weight dequantized, adapters added) and each quantized layer without one
-    (dequantized) by a plain `dtype` linear layer holding the weight it computes with."""
+    (dequantized) by a plain `dtype` linear layer holding the weight it computes with.
+
+    One layer at a time, on the layer's own device: the new layer is allocated there without an initialisation
+    (no random init to overwrite, no trip through the host), and nothing here keeps a replaced layer alive, so the
+    peak is the model plus one layer's fp32 weight (an 8B model on a GPU: its weights and about 0.25 GB)."""
     folded_prefix = None
-    for name, layer in list(model.named_modules()):  # parents before their children
+    for name in [name for name, _ in model.named_modules()]:  # parents before their children; names, not modules
         if folded_prefix and name.startswith(folded_prefix):
             continue  # the base layer and the A and B of a LoRA layer folded already: gone with it
+        layer = model.get_submodule(name)
         if isinstance(layer, LoraLayer):
             base = layer.get_base_layer()
             weight = dequantize_module_weight(base).detach().float()
@@ -441,13 +446,18 @@ def _fold_into_plain_linears(model: Any, dtype: torch.dtype) -> None:
             base, weight = layer, dequantize_module_weight(layer).detach()  # a quantized layer without an adapter
         else:
             continue
-        folded = torch.nn.Linear(base.in_features, base.out_features, bias=base.bias is not None, dtype=dtype)
-        folded.weight.data.copy_(weight)
-        if base.bias is not None:
-            folded.bias.data.copy_(base.bias.detach())
+        folded = torch.nn.utils.skip_init(
+            torch.nn.Linear, base.in_features, base.out_features, bias=base.bias is not None, device=weight.device,
+            dtype=dtype,
+        )  # fmt: skip
+        with torch.no_grad():
+            folded.weight.copy_(weight)
+            if base.bias is not None:
+                folded.bias.copy_(base.bias.detach())
         parent, _, attribute = name.rpartition(".")
-        setattr(model.get_submodule(parent), attribute, folded.to(weight.device))
+        setattr(model.get_submodule(parent), attribute, folded)
         folded_prefix = f"{name}."
+        del layer, base, weight, folded  # the replaced layer's memory goes now, not at the end of the loop
 
 
 def _cast_parameters(model: Any, dtype: torch.dtype) -> Any:
