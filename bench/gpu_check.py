@@ -155,12 +155,13 @@ def figures_of(step: Step, stdout: str) -> dict[str, Any]:
     if step.command[0] == "train":
         metrics = last_json_line(stdout)
         keep = ("train_loss", "f1_micro", "json_valid_rate", "train_seconds", "train_tokens_per_second")
-        figures = {key: metrics[key] for key in (*keep, "peak_memory_mb") if key in metrics}
+        figures = {key: metrics[key] for key in (*keep, "peak_memory_mb", "train_peak_memory_mb") if key in metrics}
         planned = metrics.get("estimated_peak_memory_mb")
+        measured = metrics.get("train_peak_memory_mb") or metrics.get("peak_memory_mb")  # the estimate is training's
         if planned:
             figures["estimated_peak_memory_mb"] = planned
-            if metrics.get("peak_memory_mb"):
-                figures["measured_over_planned"] = round(metrics["peak_memory_mb"] / planned, 3)
+            if measured:
+                figures["measured_over_planned"] = round(measured / planned, 3)
         return figures
     return {"last_lines": [line for line in stdout.strip().splitlines() if line.strip()][-6:]}
 

@@ -202,6 +202,13 @@ class PeakMemory:
     def peak_mb(self) -> float:
         return self.peak_bytes / MB
 
+    def so_far_mb(self) -> float:
+        """The peak from the block's start to now (training's, read before generation folds the adapter in)."""
+        if torch.cuda.is_available():
+            return torch.cuda.max_memory_allocated() / MB
+        self.peak_bytes = max(self.peak_bytes, self._process.memory_info().rss)  # a reading the sampler may miss
+        return self.peak_bytes / MB
+
     def __enter__(self) -> PeakMemory:
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()

@@ -125,6 +125,8 @@ def run_trial(
                 validation_conversations=_conversations(task, report_examples) or None,
                 evaluate_at_steps=evaluate_at_steps,
             )
+            # What the estimate is of: on a GPU the fold that follows can peak higher than training did.
+            train_peak_mb = peak.so_far_mb()
             if trained.stopped_early:
                 raise TrialStopped(f"stopped at step {trained.steps} on request")
             # save, then generate on the adapter folded into plain 16-bit weights (the fast way to generate)
@@ -142,7 +144,8 @@ def run_trial(
             "train_tokens_per_second": trained.tokens_per_second,
             "eval_tokens_per_second": generated.tokens_per_second,
             "peak_memory_mb": peak.peak_mb,
-            "estimated_peak_memory_mb": estimate.total_mb,  # beside the measure: `harness train` prints both
+            "train_peak_memory_mb": train_peak_mb,  # loading and training, without the fold and generation
+            "estimated_peak_memory_mb": estimate.total_mb,  # beside the measures: `harness train` prints them
             "trainable_params": trainable_params,
             "train_steps": trained.steps,
         }
