@@ -108,6 +108,8 @@ def missing_modules(needs: tuple[str, ...]) -> list[str]:
 
 
 def vllm_python() -> Path:
+    """Where `harness.serving.vllm_python` looks (that module is not imported here: on a GPU machine its openai
+    import may be what is missing, and the check must still run to say so)."""
     return Path(os.environ.get("HARNESS_VLLM_PYTHON") or REPO / ".venv-vllm" / "bin" / "python")
 
 
