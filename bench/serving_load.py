@@ -19,7 +19,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -28,6 +27,7 @@ from pathlib import Path
 
 from openai import APITimeoutError, OpenAI
 
+from harness import serving
 from harness.config import load_task
 from harness.machine import describe as machine_description
 from harness.prompts import prompt_turns
@@ -49,7 +49,7 @@ def main() -> None:
 
     task = load_task(args.task)
     examples = load_split(task, "test")
-    port, key = free_port(), os.urandom(16).hex()
+    port, key = serving.free_port(), os.urandom(16).hex()
     environment = {**os.environ, "HARNESS_API_KEY": key}
     started = subprocess.run(
         [HARNESS, "serve", args.task, "--alias", args.alias, "--port", str(port), "--detach"],
@@ -152,12 +152,6 @@ def stop(pid: int) -> None:
             return
         time.sleep(1)
     os.kill(pid, signal.SIGKILL)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
-"""A registered version in the form llama.cpp and Ollama deploy: one GGUF file, written by llama.cpp's own
-converter, quantised, read back and scored on the stored test set beside the merged model, and recorded on the
-version.
+"""A registered version in the forms teams deploy after merging, each scored loaded back on the stored test set
+beside the merged model and recorded on the version:
+- GGUF (`--format gguf`), what llama.cpp and Ollama run: one file, written by llama.cpp's own converter, quantised;
+- W4A16 (`--format gptq|awq`), what vLLM runs in 4 bits: int4 weights in groups, calibrated by llm-compressor
+  (AutoAWQ's maintained successor) on the task's own training conversations, as a compressed-tensors checkpoint.
 
 Where each quantisation comes from (`GGUF_QUANTS`):
 - f32, f16, bf16, q8_0: llama.cpp's `convert_hf_to_gguf.py` writes them itself. The converter, its `conversion`
@@ -17,6 +19,13 @@ The file is checked by loading it back (transformers' GGUF loader, its own token
 the stored test set, compared with the merged model's recorded figures. The adapter alone can be written too
 (`convert_lora_to_gguf.py`), for llama.cpp's `--lora` on the base model's GGUF; it is read back, not scored: only
 llama.cpp's runtime applies it, and that is not built here.
+
+W4A16: llm-compressor pins a transformers release the harness has moved past, so it has a virtual environment of
+its own (`.venv-llm-compressor`, made by `make setup`; `HARNESS_LLM_COMPRESSOR_PYTHON` names another interpreter)
+and runs `llm_compressor_jobs/quantize_w4a16.py` there. GPTQ and AWQ both run on a GPU where there is one and on
+the CPU otherwise (GPTQ: SmolLM2-135M in about 3.5 minutes on 2 cores; AWQ's grid search is about 10x slower). The
+checkpoint is checked where it is deployed: served by vLLM (its W4A16 kernels; only vLLM runs them) and sent the
+stored test set.
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -32,15 +42,19 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import gguf
 import numpy as np
+from safetensors import safe_open
 
 from harness import processes, tracking
 from harness.config import TaskConfig
 from harness.errors import HarnessError
 from harness.generation import AnswerReporter
+from harness.model_loading import load_tokenizer, resolve_model, supports_bf16
 from harness.promotion import stored_test_metrics
+from harness.prompts import assistant_turn, prompt_turns
 from harness.registry import (
     find_version,
     materialise_adapter,
@@ -48,6 +62,8 @@ from harness.registry import (
     materialise_version,
     max_new_tokens_for,
 )
+from harness.serving import score_served
+from harness.task_data import load_split
 from harness.trial import evaluate_model
 
 CONVERTER_QUANTS = ("f32", "f16", "bf16", "q8_0")  # what convert_hf_to_gguf.py writes itself (--outtype)
@@ -57,24 +73,31 @@ NATIVE_QUANTS = ("q2_k", "q3_k_s", "q3_k_m", "q3_k_l", "q4_k_s", "q4_k_m", "q5_k
 GGUF_QUANTS = CONVERTER_QUANTS + PYTHON_QUANTS + NATIVE_QUANTS
 # The llama-cpp-python source release the converter is unpacked from (the Makefile fetches the same).
 CONVERTER_RELEASE = "llama-cpp-python==0.3.36"
-EXPORT_TAG = "harness.export"  # <tag>.gguf.<quant> on a version: the file's size, contents and scores
+W4A16_FORMATS = ("gptq", "awq")  # llm-compressor's calibrations of int4 weights for vLLM
+FORMATS = ("gguf", *W4A16_FORMATS)
+W4A16 = "w4a16"  # the one scheme written in those formats: int4 weights, 16-bit activations
+W4A16_GROUP_SIZES = (128, 64, 32)  # the widest that every row holds whole is used: 128 is the presets' own
+CALIBRATION_CONVERSATIONS = 128  # llm-compressor's examples use 256-512; 128 of a task's own are plenty for GPTQ
+COMPRESSOR_RELEASE = "llmcompressor==0.14.0.1"  # the Makefile installs the same
+COMPRESSOR_SCRIPT = Path(__file__).parent / "llm_compressor_jobs" / "quantize_w4a16.py"
+EXPORT_TAG = "harness.export"  # <tag>.<form>.<quant> on a version: the export's size, contents and scores
 
 
 @dataclass(frozen=True)
-class GgufFile:
-    path: Path
+class ExportedFile:
+    path: Path  # a GGUF file, or a W4A16 checkpoint's directory
     quant: str
-    size_bytes: int
-    sha256: str
-    tensor_types: dict[str, int]  # what the file really holds: how many tensors of each GGML type
+    size_bytes: int  # the weights on disk
+    sha256: str  # of the weights' bytes
+    tensor_types: dict[str, int]  # what it really holds: how many tensors of each type (GGML's, or int4 / bf16)
 
 
 @dataclass(frozen=True)
 class Export:
     name: str
     version: int
-    form: str  # "gguf" (the merged model) or "gguf-lora" (the adapter alone)
-    file: GgufFile
+    form: str  # "gguf" (the merged model), "gguf-lora" (the adapter alone), "gptq" or "awq" (W4A16)
+    file: ExportedFile
     convert_seconds: float
     test: dict[str, float]  # the file's own scores on the stored test set; empty when not checked
     merged_test: dict[str, float]  # the merged version's on the same set and budget
@@ -95,15 +118,19 @@ def converter_dir() -> Path:
 
 
 def check_format(format: str) -> None:
-    if format != "gguf":
+    if format not in FORMATS:
         raise HarnessError(
-            f"--format {format!r}: harness exports gguf. AWQ and GPTQ calibrate their quantisation on a CUDA GPU"
-            " (llm-compressor, AutoAWQ's maintained successor) and are not built yet: serve the merged version with"
-            " vLLM (`harness serve`), or export gguf for llama.cpp"
+            f"--format {format!r}: harness exports gguf (llama.cpp, Ollama), gptq or awq (4-bit weights for vLLM)"
         )
 
 
-def check_quant(quant: str) -> str:
+def check_quant(quant: str, format: str = "gguf") -> str:
+    if format in W4A16_FORMATS:
+        if quant != W4A16:
+            raise HarnessError(
+                f"--format {format} writes --quant {W4A16} (int4 weights, 16-bit activations), not {quant}"
+            )
+        return quant
     if quant in GGUF_QUANTS:
         return quant
     if quant.lower().startswith("iq"):
@@ -114,7 +141,7 @@ def check_quant(quant: str) -> str:
     raise HarnessError(f"--quant {quant!r} is not a GGUF type harness writes; expected one of {', '.join(GGUF_QUANTS)}")
 
 
-def convert_to_gguf(model_dir: Path, out: Path, *, quant: str) -> GgufFile:
+def convert_to_gguf(model_dir: Path, out: Path, *, quant: str) -> ExportedFile:
     """A transformers model directory as one GGUF file of the given quantisation."""
     check_quant(quant)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -130,11 +157,12 @@ def convert_to_gguf(model_dir: Path, out: Path, *, quant: str) -> GgufFile:
         with tempfile.TemporaryDirectory(dir=out.parent) as scratch:
             half = Path(scratch) / "f16.gguf"
             _run_converter("convert_hf_to_gguf.py", model_dir, half, outtype="f16")
-            _run_program([str(quantizer), str(half), str(out), quant.upper()], what="llama-quantize", source=half)
+            command = [str(quantizer), str(half), str(out), quant.upper()]
+            _run_program(command, what="llama.cpp's llama-quantize", source=half)
     return describe_gguf(out, quant=quant)
 
 
-def convert_adapter_to_gguf(adapter_dir: Path, base_dir: Path, out: Path, *, quant: str) -> GgufFile:
+def convert_adapter_to_gguf(adapter_dir: Path, base_dir: Path, out: Path, *, quant: str) -> ExportedFile:
     """A PEFT LoRA adapter as a GGUF file for llama.cpp's `--lora` (its shapes read from the base model's config)."""
     if quant not in CONVERTER_QUANTS:
         raise HarnessError(
@@ -148,14 +176,17 @@ def convert_adapter_to_gguf(adapter_dir: Path, base_dir: Path, out: Path, *, qua
 def _run_converter(script: str, source: Path, out: Path, *, outtype: str, extra: list[str] | None = None) -> None:
     command = [sys.executable, str(converter_dir() / script), str(source), *(extra or [])]
     command += ["--outfile", str(out), "--outtype", outtype]
-    _run_program(command, what=script, source=source)
+    _run_program(command, what=f"llama.cpp's {script}", source=source)
 
 
-def _run_program(command: list[str], *, what: str, source: Path) -> None:
-    done = subprocess.run(command, capture_output=True, text=True)
+def _run_program(
+    command: list[str], *, what: str, source: Path, environment: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(command, capture_output=True, text=True, env=environment)
     if done.returncode != 0:
         last = [line for line in (done.stderr or done.stdout).strip().splitlines() if line.strip()][-3:]
-        raise HarnessError(f"llama.cpp's {what} failed on {source} (exit {done.returncode}): " + " / ".join(last))
+        raise HarnessError(f"{what} failed on {source} (exit {done.returncode}): " + " / ".join(last))
+    return done
 
 
 def requantize(source: Path, out: Path, *, quant: str) -> None:
@@ -197,15 +228,117 @@ def requantize(source: Path, out: Path, *, quant: str) -> None:
     writer.close()
 
 
-def describe_gguf(path: Path, *, quant: str) -> GgufFile:
+def describe_gguf(path: Path, *, quant: str) -> ExportedFile:
     """What a GGUF file really holds, read back from it: tensor types, size, digest."""
     reader = gguf.GGUFReader(path)
     types = Counter(tensor.tensor_type.name.lower() for tensor in reader.tensors)
+    return ExportedFile(path, quant, path.stat().st_size, _sha256([path]), dict(types.most_common()))
+
+
+def _sha256(paths: list[Path]) -> str:
     digest = hashlib.sha256()
-    with path.open("rb") as file:
-        while chunk := file.read(1 << 24):
-            digest.update(chunk)
-    return GgufFile(path, quant, path.stat().st_size, digest.hexdigest(), dict(types.most_common()))
+    for path in paths:
+        with path.open("rb") as file:
+            while chunk := file.read(1 << 24):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+# W4A16: llm-compressor's GPTQ or AWQ, in its own environment.
+
+
+def compressor_python() -> Path:
+    return Path(
+        os.environ.get("HARNESS_LLM_COMPRESSOR_PYTHON") or Path(".venv-llm-compressor") / "bin" / "python"
+    ).absolute()
+
+
+def w4a16_group_size(model_dir: Path) -> int:
+    """The widest group (`W4A16_GROUP_SIZES`) that every quantised row holds whole. A Llama's linear layers take
+    rows of hidden_size (q, k, v, gate, up), heads x head_dim (o) and intermediate_size (down): SmolLM2's 576 takes
+    groups of 64, Llama 3's 2048 to 8192 the presets' 128."""
+    config = json.loads((model_dir / "config.json").read_text())
+    heads = config["num_attention_heads"]
+    rows = {
+        config["hidden_size"],
+        heads * (config.get("head_dim") or config["hidden_size"] // heads),
+        config["intermediate_size"],
+    }
+    for size in W4A16_GROUP_SIZES:
+        if all(row % size == 0 for row in rows):
+            return size
+    raise HarnessError(
+        f"{model_dir}: rows of {sorted(rows)} values hold no whole group of {W4A16_GROUP_SIZES} int4 weights;"
+        " export gguf instead"
+    )
+
+
+def calibration_texts(task: TaskConfig, tokenizer: Any, count: int) -> list[str]:
+    """The first `count` training conversations, prompt and answer, rendered as the model saw them in training:
+    the quantisation is fitted to the activations the task itself produces."""
+    return [
+        tokenizer.apply_chat_template(prompt_turns(task, example.text) + assistant_turn(example.fields), tokenize=False)
+        for example in load_split(task, "train")[:count]
+    ]
+
+
+def quantize_w4a16(model_dir: Path, out_dir: Path, *, method: str, texts: list[str]) -> tuple[ExportedFile, float]:
+    """A merged model directory as a W4A16 compressed-tensors checkpoint in `out_dir`, calibrated by `method`
+    (gptq or awq) on `texts`; returns what it holds and the calibration's seconds. An earlier export in `out_dir`
+    is replaced, anything else there is refused."""
+    python = compressor_python()
+    if not python.exists():
+        raise HarnessError(
+            f"no llm-compressor environment at {python}: run `make setup` (it creates .venv-llm-compressor with"
+            f" {COMPRESSOR_RELEASE}), or set HARNESS_LLM_COMPRESSOR_PYTHON to a Python that has it"
+        )
+    if out_dir.exists() and not _is_w4a16_checkpoint(out_dir):
+        raise HarnessError(f"{out_dir} exists and is no earlier W4A16 export: choose another --out, or remove it")
+    group_size = w4a16_group_size(model_dir)
+    partial = out_dir.with_name(out_dir.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    with tempfile.TemporaryDirectory() as scratch:
+        calibration = Path(scratch) / "calibration.jsonl"
+        calibration.write_text("".join(json.dumps({"text": text}) + "\n" for text in texts), encoding="utf-8")
+        command = [str(python), str(COMPRESSOR_SCRIPT), str(model_dir), str(partial), "--method", method]
+        command += ["--calibration", str(calibration), "--group-size", str(group_size)]
+        # Its own packages only: the harness environment's must not shadow llm-compressor's pinned transformers.
+        environment = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+        done = _run_program(command, what=f"llm-compressor's {method}", source=model_dir, environment=environment)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    partial.rename(out_dir)
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    return describe_w4a16(out_dir, quant=W4A16), float(summary["seconds"])
+
+
+def _is_w4a16_checkpoint(directory: Path) -> bool:
+    config = directory / "config.json"
+    if not config.exists():
+        return False
+    return json.loads(config.read_text()).get("quantization_config", {}).get("quant_method") == "compressed-tensors"
+
+
+def describe_w4a16(directory: Path, *, quant: str) -> ExportedFile:
+    """What a compressed-tensors checkpoint really holds, read back from its safetensors headers: how many weights
+    are packed int4 (each with its scales, and zero points where asymmetric) and how many tensors stay 16-bit."""
+    weights = json.loads((directory / "config.json").read_text())["quantization_config"]["config_groups"]
+    scheme = weights["group_0"]["weights"]
+    packed = f"int{scheme['num_bits']} (groups of {scheme['group_size']})"
+    files = sorted(directory.glob("*.safetensors"))
+    types: Counter[str] = Counter()
+    for path in files:
+        with safe_open(str(path), "pt") as tensors:
+            for name in tensors.keys():  # noqa: SIM118 (safe_open is no mapping)
+                if name.endswith(".weight_packed"):
+                    types[packed] += 1
+                elif not name.endswith(QUANTISED_LAYER_PARTS):
+                    types[tensors.get_slice(name).get_dtype().lower()] += 1
+    size = sum(path.stat().st_size for path in files)
+    return ExportedFile(directory, quant, size, _sha256(files), dict(types.most_common()))
+
+
+# What a packed layer stores beside its int4 weights (compressed-tensors' names): counted with the weight.
+QUANTISED_LAYER_PARTS = (".weight_scale", ".weight_zero_point", ".weight_shape", ".weight_g_idx")
 
 
 def export_version(
@@ -213,30 +346,50 @@ def export_version(
     *,
     alias: str | None = None,
     version: int | None = None,
+    format: str = "gguf",
     quant: str,
     adapter: bool = False,
     out: Path | None = None,
     check: bool = True,
     reporter: AnswerReporter | None = None,
 ) -> Export:
-    """A registered version as a GGUF file (default `exports/<name>-v<N>-<quant>.gguf`), scored on the stored test
-    set beside the merged version (unless not `check`), and recorded on the version as `harness.export.gguf.<quant>`;
-    with `adapter`, its LoRA adapter alone (`...-lora-<quant>.gguf`, `harness.export.gguf-lora.<quant>`), not scored."""
-    check_quant(quant)
+    """A registered version in a deployed form, scored on the stored test set beside the merged version (unless not
+    `check`), and recorded on the version as `harness.export.<form>.<quant>`:
+    - gguf: one GGUF file (default `exports/<name>-v<N>-<quant>.gguf`), scored loaded back by transformers; with
+      `adapter`, its LoRA adapter alone (`...-lora-<quant>.gguf`, form gguf-lora), not scored;
+    - gptq, awq: a W4A16 checkpoint directory (default `exports/<name>-v<N>-<format>-w4a16`), scored served by vLLM."""
+    check_format(format)
+    check_quant(quant, format)
+    if adapter and format != "gguf":
+        raise HarnessError(
+            "--adapter is written as GGUF, for llama.cpp's --lora; vLLM serves the PEFT adapter as it is"
+            " (`harness serve --lora`)"
+        )
     name = task.registered_name
     found = find_version(name, alias=alias, version=version)
     number = int(found.version)
-    form = "gguf-lora" if adapter else "gguf"
-    out = out or Path("exports") / f"{name}-v{number}{'-lora' if adapter else ''}-{quant}.gguf"
+    form = "gguf-lora" if adapter else format
+    if format == "gguf":
+        out = out or Path("exports") / f"{name}-v{number}{'-lora' if adapter else ''}-{quant}.gguf"
+        stage = f"converting {name} v{number}{' (adapter)' if adapter else ''} to GGUF {quant}"
+    else:
+        out = out or Path("exports") / f"{name}-v{number}-{format}-{quant}"
+        stage = f"calibrating {name} v{number} to {quant} with llm-compressor's {format}"
     if reporter is not None:
-        reporter.stage(f"converting {name} v{number}{' (adapter)' if adapter else ''} to GGUF {quant}")
+        reporter.stage(stage)
     started = time.perf_counter()
+    calibration: dict[str, Any] = {}
     if adapter:
         adapter_dir, base_dir = materialise_adapter(name, number), materialise_lora_base(name, number)
         file = convert_adapter_to_gguf(adapter_dir, base_dir, out, quant=quant)
         check = False
-    else:
+    elif format == "gguf":
         file = convert_to_gguf(materialise_version(name, number), out, quant=quant)
+    else:
+        model_dir = materialise_version(name, number)
+        texts = calibration_texts(task, load_tokenizer(resolve_model(str(model_dir))), CALIBRATION_CONVERSATIONS)
+        file, calibration_seconds = quantize_w4a16(model_dir, out, method=format, texts=texts)
+        calibration = {"calibration_conversations": len(texts), "calibration_seconds": calibration_seconds}
     convert_seconds = time.perf_counter() - started
     eval_set = task.data.eval_sets[0].name
     test: dict[str, float] = {}
@@ -244,17 +397,28 @@ def export_version(
     merged_source = ""
     if check:
         max_new_tokens = max_new_tokens_for(task, found.tags)
-        if reporter is not None:
-            reporter.stage(f"scoring the GGUF file, loaded back, on the stored test set {eval_set}")
-        scores, _ = evaluate_model(task, str(out), split="test", max_new_tokens=max_new_tokens, reporter=reporter)
-        test = dict(scores.metrics)
+        if format == "gguf":
+            if reporter is not None:
+                reporter.stage(f"scoring the GGUF file, loaded back, on the stored test set {eval_set}")
+            scores, _ = evaluate_model(task, str(out), split="test", max_new_tokens=max_new_tokens, reporter=reporter)
+            test = dict(scores.metrics)
+        else:
+            if reporter is not None:
+                reporter.stage(f"scoring the checkpoint, served by vLLM, on the stored test set {eval_set}")
+            # vLLM's CPU kernels for int4 weights take bf16 or fp16 activations, not fp32.
+            dtype = "bfloat16" if supports_bf16() else "float16"
+            log_path = tracking.mlruns_dir() / "serving" / f"{name}-v{number}-{format}-{quant}.log"
+            test = score_served(
+                task, out, load_split(task, "test"), max_tokens=max_new_tokens, dtype=dtype, log_path=log_path
+            )
         merged, merged_source = stored_test_metrics(task, name, number, max_new_tokens, reporter=reporter)
     record = {
         "file": str(out.resolve()),
         "size_bytes": file.size_bytes,
         "sha256": file.sha256,
         "tensor_types": file.tensor_types,
-        "converter": CONVERTER_RELEASE,
+        "converter": CONVERTER_RELEASE if format == "gguf" else COMPRESSOR_RELEASE,
+        **calibration,
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     if check:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import socket
 import statistics
 import subprocess
 import time
@@ -330,6 +331,26 @@ def check_server(
         )
         check.constrained, check.constrained_throughput = scored(constrained), _speed(constrained)
     return check
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def score_served(
+    task: TaskConfig, model_dir: Path, examples: list[Example], *, max_tokens: int, dtype: str, log_path: Path
+) -> dict[str, float]:
+    """A model directory that only vLLM runs (a W4A16 checkpoint) served alone on a free port of 127.0.0.1, sent
+    the examples 16 at a time and scored as every check scores."""
+    options = ServerOptions(port=free_port(), dtype=dtype)
+    server = start_server(model_dir, model_dir.name, options, log_path=log_path)
+    try:
+        run = ask(client(server, None), server.served_name, task, examples, max_tokens=max_tokens, concurrency=16)
+    finally:
+        stop_server(server)
+    return dict(score_answers(task, examples, run.outputs).metrics)
 
 
 def _speed(run: ServedRun) -> tuple[float, float, float]:

@@ -9,7 +9,6 @@ import os
 import pickle
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,7 @@ import pytest
 import yaml
 
 from harness.config import SEARCH_SPACES_DIR, TaskConfig, load_task
+from harness.serving import free_port  # the tests' servers take ports as harness's do
 
 LEGAL_YAML = SEARCH_SPACES_DIR / "legal.yaml"
 
@@ -265,12 +265,6 @@ class Postgres:
         with psycopg.connect(self.url("postgres"), autocommit=True) as connection:
             connection.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture(scope="session")

@@ -23,6 +23,8 @@ OWNERS = {
     "peft": "harness/training.py",
     # serving.py starts vLLM's server as a process; the plugin is the file that server loads into itself.
     "vllm": "harness/vllm_plugins/",
+    # export.py runs llm-compressor's job in that library's own environment, where the job loads the model itself.
+    "llmcompressor": "harness/llm_compressor_jobs/",
     "openai": "harness/serving.py",
     "bitsandbytes": "harness/model_loading.py",
     "gguf": "harness/export.py",  # GGUF files written and read back (models load from them through transformers)
@@ -36,7 +38,12 @@ OWNERS = {
     "pymorphy3": "tasks/legal_ru/russian.py",
     "num2words": "tasks/legal_ru/russian.py",
     # The model side: loading (and quantizing), training and generation are the modules that touch weights.
-    "transformers": ("harness/model_loading.py", "harness/training.py", "harness/generation.py"),
+    "transformers": (
+        "harness/model_loading.py",
+        "harness/training.py",
+        "harness/generation.py",
+        "harness/llm_compressor_jobs/",
+    ),
     # ... and tensors; `machine.py` answers what the hardware can do (CUDA, bf16) for everyone else.
     "torch": (
         "harness/model_loading.py",
@@ -45,6 +52,7 @@ OWNERS = {
         "harness/memory.py",
         "harness/estimates.py",
         "harness/machine.py",
+        "harness/llm_compressor_jobs/",
     ),
 }
 

@@ -187,6 +187,29 @@ def test_the_folded_model_generates_what_the_adapted_model_computes(tiny, quanti
     assert torch.allclose(got, expected, atol=3e-2 if BF16 or quantization == "nf4" else 1e-4)  # bf16 rounding
 
 
+def test_a_merge_saves_what_an_fp32_merge_saves_without_holding_the_model_in_fp32(tiny, tmp_path):
+    """Registration saves the merge in bf16; each weight's sum is taken in fp32 and rounded once, so the result
+    is the fp32 merge's to the bit, and no fp32 copy of the whole model is made (an 8B model: 32 GB on the GPU)."""
+    reference, _ = tiny
+    model = adapted(reference, targets="all")
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(0, 0.02)
+    model.save_pretrained(tmp_path / "adapter", safe_serialization=True)
+
+    def base():
+        return model_loading.load_for_training(reference, quantization="none")
+
+    merged = training.merge_adapter(base(), tmp_path / "adapter")
+    in_fp32 = training.fold_adapter_for_generation(training.load_adapter(base(), tmp_path / "adapter"),
+                                                   dtype=torch.float32)  # fmt: skip
+    assert {p.dtype for p in merged.parameters()} == {torch.bfloat16}
+    expected = {name: p.detach().to(torch.bfloat16) for name, p in in_fp32.named_parameters()}
+    assert expected.keys() == dict(merged.named_parameters()).keys()
+    assert all(torch.equal(p, expected[name]) for name, p in merged.named_parameters())
+
+
 def test_a_budget_counts_optimizer_steps_as_the_trainer_does(legal, tiny):
     reference, tokenizer = tiny
     overrides = {"budget.epochs": 1, "budget.train_examples": 10, "budget.batch_size": 4, "budget.micro_batch_size": 2}

@@ -233,48 +233,64 @@ def export(
     task: TaskArgument,
     alias: Annotated[str | None, typer.Option(help="Export models:/<task>-extractor@ALIAS.")] = "champion",
     version: Annotated[int | None, typer.Option(help="Export this version number instead of an alias.")] = None,
-    format: Annotated[str, typer.Option("--format", help="gguf (llama.cpp, Ollama).")] = "gguf",
-    quant: Annotated[
+    format: Annotated[
         str,
         typer.Option(
-            help="f32, f16, bf16, q8_0 (llama.cpp's converter); q5_1, q5_0, q4_1, q4_0 (requantised); q4_k_m, q6_k, ..."
-            " (llama-quantize, built by make llama-server)."
+            "--format", help="gguf (llama.cpp, Ollama); gptq or awq (4-bit weights for vLLM, llm-compressor)."
         ),
-    ] = "q8_0",
+    ] = "gguf",
+    quant: Annotated[
+        str | None,
+        typer.Option(
+            help="gguf: f32, f16, bf16, q8_0 (llama.cpp's converter); q5_1, q5_0, q4_1, q4_0 (requantised); q4_k_m,"
+            " q6_k, ... (llama-quantize, built by make llama-server); default q8_0. gptq, awq: w4a16."
+        ),
+    ] = None,
     adapter: Annotated[
         bool, typer.Option("--adapter", help="The LoRA adapter alone, for llama.cpp's --lora on the base model.")
     ] = False,
     out: Annotated[
-        Path | None, typer.Option(help="The file to write (default exports/<name>-v<N>-<quant>.gguf).")
+        Path | None,
+        typer.Option(
+            help="Where to write (default exports/<name>-v<N>-<quant>.gguf, or the directory"
+            " exports/<name>-v<N>-<format>-w4a16)."
+        ),
     ] = None,
     check: Annotated[
-        bool, typer.Option("--check/--no-check", help="Load the file back and score the stored test set with it.")
+        bool,
+        typer.Option(
+            "--check/--no-check",
+            help="Score the stored test set with the export loaded back (gguf) or served by vLLM (gptq, awq).",
+        ),
     ] = True,
     tracking_uri: TrackingUriOption = None,
 ) -> None:
-    """Write a registered version as a GGUF file for llama.cpp / Ollama, score it loaded back, record it on the
-    version (--adapter: its LoRA adapter alone, for llama.cpp's --lora)."""
+    """Write a registered version as a GGUF file for llama.cpp / Ollama, or as 4-bit weights for vLLM (GPTQ, AWQ),
+    score it, record it on the version (--adapter: its LoRA adapter alone, for llama.cpp's --lora)."""
     from harness import export as exporting
     from harness import tracking
     from harness.config import load_task
     from harness.progress import ConsoleProgress
 
     exporting.check_format(format)
+    quant = quant or ("q8_0" if format == "gguf" else exporting.W4A16)
+    exporting.check_quant(quant, format)
     config = load_task(task)
     tracking.configure(tracking_uri)
     done = exporting.export_version(
-        config, alias=None if version else alias, version=version, quant=quant, adapter=adapter, out=out, check=check,
-        reporter=ConsoleProgress(errors, label="answers"),
+        config, alias=None if version else alias, version=version, format=format, quant=quant, adapter=adapter,
+        out=out, check=check, reporter=ConsoleProgress(errors, label="answers"),
     )  # fmt: skip
     file = done.file
     held = ", ".join(f"{count} {kind}" for kind, count in file.tensor_types.items())
     console.print(f"{done.name} v{done.version} -> {file.path} ({file.size_bytes / 1e6:.1f} MB, {quant})", markup=False)
     console.print(f"tensors: {held}; written in {done.convert_seconds:.0f} s; sha256 {file.sha256[:16]}", markup=False)
     if done.test:
-        gguf_f1, merged_f1 = done.test["f1_micro"], done.merged_test["f1_micro"]
+        scored = "the GGUF file" if format == "gguf" else f"the {format} checkpoint served by vLLM"
+        export_f1, merged_f1, valid = done.test["f1_micro"], done.merged_test["f1_micro"], done.test["json_valid_rate"]
         console.print(
-            f"{done.eval_set}: f1_micro {gguf_f1:.4f} from the GGUF file, {merged_f1:.4f} merged"
-            f" ({done.merged_source}), delta {gguf_f1 - merged_f1:+.4f}; json_valid {done.test['json_valid_rate']:.3f}",
+            f"{done.eval_set}: f1_micro {export_f1:.4f} from {scored}, {merged_f1:.4f} merged"
+            f" ({done.merged_source}), delta {export_f1 - merged_f1:+.4f}; json_valid {valid:.3f}",
             markup=False,
         )
     if adapter:
