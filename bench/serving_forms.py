@@ -1,7 +1,7 @@
 """Every serving form of one registered version, side by side: quality, size, memory, speed and cost, on one page.
 
     .venv/bin/python bench/serving_forms.py [--task legal] [--version N | --alias champion]
-        [--forms merged lora gguf-lora gguf-f16 gguf-q8_0 gguf-q4_k_m gguf-q4_0] [--examples 200]
+        [--forms merged lora gguf-lora gguf-f16 gguf-q8_0 gguf-q4_k_m gguf-q4_0 w4a16-gptq] [--examples 200]
         [--price-per-hour 0.10] [--utilisation 1.0] [--p95-target 30] [--api-price-in 2.5 --api-price-out 10]
         [--max-p95 S] [--max-size-mb MB] [--max-cost-per-1000 X] [--out results/serving-forms-cpu]
 
@@ -10,7 +10,10 @@ The forms a team deploys after merging (docs/serving.md):
 - `lora`: the base model with the adapter on top, on vLLM (`harness serve --lora`);
 - `gguf-lora`: the same on llama.cpp: the base in f16 GGUF and the adapter's GGUF (`harness export --adapter`);
 - `gguf-<quant>`: the merged model exported to GGUF (`harness export`, written here when missing) on llama.cpp's
-  own OpenAI-compatible server (`make llama-server` builds it).
+  own OpenAI-compatible server (`make llama-server` builds it);
+- `w4a16-gptq`, `w4a16-awq`: the merged model's weights in 4 bits, calibrated by llm-compressor (`harness export
+  --format gptq|awq`, written here when missing), on vLLM's int4 kernels. AWQ is not in the default list: on a
+  2-core CPU its calibration of the embedded model takes about 35 minutes (GPTQ: 3.5).
 Each form is started alone and sent the same stored test prompts: all of them 16 at a time (scored: f1_micro, and
 the load at concurrency 16), the first 16 one at a time (concurrency 1), and all of them again asking for one
 token (the prefill rate, which splits the hour between input and output tokens; harness/costs.py). Its server's
@@ -34,14 +37,21 @@ import psutil
 from harness import costs, machine, registry, serving, tables, tracking
 from harness.config import load_task
 from harness.costs import Constraint, Load, Prices
-from harness.export import convert_to_gguf, export_version
+from harness.export import W4A16, convert_to_gguf, export_version
 from harness.model_loading import supports_bf16
 from harness.predictions import score_answers
 from harness.promotion import stored_test_metrics
 from harness.task_data import load_split
 
-FORMS = ("merged", "lora", "gguf-lora", "gguf-f16", "gguf-q8_0", "gguf-q4_k_m", "gguf-q4_0")
-SERVER_OF = {"merged": "vLLM", "lora": "vLLM --lora", "gguf-lora": "llama.cpp --lora"}
+FORMS = ("merged", "lora", "gguf-lora", "gguf-f16", "gguf-q8_0", "gguf-q4_k_m", "gguf-q4_0", "w4a16-gptq", "w4a16-awq")
+DEFAULT_FORMS = tuple(form for form in FORMS if form != "w4a16-awq")
+SERVER_OF = {
+    "merged": "vLLM",
+    "lora": "vLLM --lora",
+    "gguf-lora": "llama.cpp --lora",
+    "w4a16-gptq": "vLLM (int4 kernels)",
+    "w4a16-awq": "vLLM (int4 kernels)",
+}
 
 
 class PeakMemory:
@@ -82,6 +92,14 @@ def start_form(task: Any, name: str, number: int, form: str, port: int, log_path
         adapter_dir, base_dir = registry.materialise_adapter(name, number), registry.materialise_lora_base(name, number)
         server = serving.start_server(base_dir, name, options, log_path=log_path, adapter_dir=adapter_dir)
         return server, directory_bytes(base_dir) + directory_bytes(adapter_dir)
+    if form.startswith("w4a16-"):
+        method = form.removeprefix("w4a16-")
+        path = Path("exports") / f"{name}-v{number}-{method}-{W4A16}"
+        if not path.exists():
+            export_version(task, version=number, format=method, quant=W4A16, out=path, check=False)
+        # vLLM's CPU kernels for int4 weights take bf16 or fp16 activations, not fp32.
+        options = serving.ServerOptions(port=port, dtype="bfloat16" if supports_bf16() else "float16")
+        return serving.start_server(path, name, options, log_path=log_path), directory_bytes(path)
     # Measured cold, as vLLM's calls are (each salted apart): llama.cpp's prompt cache would answer the prefill run
     # from the concurrency-16 run's prompts. vLLM still shares the instruction within a call: llama.cpp's input
     # figures are the more conservative.
@@ -246,7 +264,7 @@ def main() -> None:
     parser.add_argument("--task", default="legal")
     parser.add_argument("--version", type=int)
     parser.add_argument("--alias", default="champion")
-    parser.add_argument("--forms", nargs="+", default=list(FORMS), choices=FORMS)
+    parser.add_argument("--forms", nargs="+", default=list(DEFAULT_FORMS), choices=FORMS)
     parser.add_argument("--examples", type=int, default=200)
     parser.add_argument("--port", type=int, default=8811)
     parser.add_argument("--price-per-hour", type=float, default=0.10)
