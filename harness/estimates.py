@@ -42,6 +42,9 @@ class Machine:
     kind: str  # cpu | cuda
     description: str  # what a person reads: "2 cores of AMD EPYC, AVX-512 bf16" / "NVIDIA H100 80GB HBM3"
     matmul_flops: float  # per second, in the compute dtype, measured now
+    # Training as many times slower than the FLOP model says (1: as it says). Plans use the one GPU training figure
+    # published for the lineup, the seed's 8B refit (`plan.seed_slowdown`), as a pessimistic second estimate.
+    train_slowdown: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -63,7 +66,8 @@ class Workload:
         # the forward once more.
         per_token = (3 if checkpointing else 2) * self._forward_flops(answer_fraction=self._answer_fraction)
         tokens = examples * (self.tokens.prompt + self.tokens.answer)
-        return tokens * per_token / (self.machine.matmul_flops * EFFICIENCY[self.machine.kind]["train"])
+        seconds = tokens * per_token / (self.machine.matmul_flops * EFFICIENCY[self.machine.kind]["train"])
+        return seconds * self.machine.train_slowdown
 
     def loss_seconds(self, examples: float) -> float:
         """The validation loss of `examples` (a pruning rung): a forward pass each."""

@@ -45,16 +45,19 @@ def gpu_memory_gib(device: int = 0) -> float:
 
 def choose_profile(task: Any, profile: str, *, trains: bool = False) -> tuple[str, str]:
     """The task profile to run and why: `auto` is gpu where CUDA is available, else cpu. A command that `trains`
-    refuses the gpu profile without CUDA: its model (Llama 3.1 8B) would train on the CPU for days."""
-    if profile == "gpu" and trains and not has_cuda():
+    refuses a GPU profile (gpu, or any sized for a GPU) without CUDA: its model (Llama 3.1 8B, say) would train on
+    the CPU for days."""
+    chosen_spec = task.profiles.get(profile)
+    gpu_profile = profile == "gpu" or (chosen_spec is not None and chosen_spec.sized_for is not None)
+    if gpu_profile and trains and not has_cuda():
         build = (
             f"torch {torch.__version__} is a CPU build"
             if torch.version.cuda is None
             else f"torch {torch.__version__} is built for CUDA {torch.version.cuda} but sees no GPU"
         )
         raise HarnessError(
-            f"profile gpu trains on a CUDA GPU and this machine has none ({build}): use --profile cpu or auto here,"
-            " or run on a GPU machine (`harness plan TASK --gpu ...` says what it needs)"
+            f"profile {profile} trains on a CUDA GPU and this machine has none ({build}): use --profile cpu or auto"
+            " here, or run on a GPU machine (`harness plan TASK --gpu ...` says what it needs)"
         )
     if profile != "auto":
         return profile, "asked for"

@@ -64,6 +64,11 @@ LINEUP: dict[str, dict[str, Any]] = {
     ),
 }  # fmt: skip
 
+# The one GPU training figure published for the lineup: the seed's "Llama 3.1 8B on an A100, 3,200 examples x 3
+# epochs, 4 hours". The FLOP model makes that refit several times faster, so a plan also gives each search with
+# training as slow as that figure says, on every card alike, and GPU profiles are sized on that (docs/gpu.md).
+SEED_REFIT = ("meta-llama/Llama-3.1-8B-Instruct", "a100-80gb", 3200 * 3, 4.0)  # model, card, examples, hours
+
 # The CUDA context and cuBLAS's workspace: on the card, but not in torch.cuda.max_memory_allocated.
 CUDA_CONTEXT_MB = 0.5 * GIB_MB
 # bf16 gradients (2 bytes), an fp32 master copy (4) and AdamW's two fp32 moments (8) for every weight.
@@ -104,6 +109,7 @@ class PlanRow:
     placement: str  # "one GPU", "a worker on each of 2 GPUs", "split over 2 GPUs", or "does not fit"
     trial_seconds: float | None  # a trial at the full search budget
     search_seconds: float | None  # the whole search with its refit, as placed
+    search_seconds_at_seed_speed: float | None  # the same with training as slow as the seed's figure (SEED_REFIT)
     advice: tuple[str, ...]
 
     @property
@@ -123,6 +129,7 @@ class Plan:
     adapter: Adapter
     trials: int
     tokens: estimates.TokenCounts
+    seed_slowdown: float  # how many times slower than the FLOP model the seed's figure trains
     rows: tuple[PlanRow, ...]
 
 
@@ -237,6 +244,18 @@ def make_plan(
     # Every LoRA method computes in bf16 (bitsandbytes dequantises a layer's weights for its matmul); what the
     # dequantisation itself costs is not modelled: the GPU check measures it.
     search = search_estimate(task, profile=profile, machine=machine, shape=shape, tokens=tokens, trials=trials)
+    slowdown = seed_slowdown(tokens)
+    slow_machine = estimates.Machine("cuda", gpu.name, gpu.matmul_tflops * 1e12, train_slowdown=slowdown)
+    slow = search_estimate(task, profile=profile, machine=slow_machine, shape=shape, tokens=tokens, trials=trials)
+
+    def placed(estimate: estimates.SearchEstimate, placement: str) -> float | None:
+        if placement == "does not fit":
+            return None
+        if placement.startswith("split"):
+            return estimate.total_seconds  # layers run one GPU after another: no faster than one GPU
+        # Workers share the trials; the zero-shot baseline and the refit run once.
+        return estimate.trial_seconds / gpus + estimate.zero_shot_seconds + estimate.refit_seconds
+
     checkpointing = budget.gradient_checkpointing
     rows = []
     for method in METHODS:
@@ -245,15 +264,11 @@ def make_plan(
             (n for n in range(2, gpus + 1) if fits(memory(method, checkpointing=checkpointing, split=n))), None
         )
         if fits(one):
-            placement = "one GPU" if gpus == 1 else f"a worker on each of {gpus} GPUs"
-            chosen = one
-            # Workers share the trials; the zero-shot baseline and the refit run once.
-            seconds = search.trial_seconds / gpus + search.zero_shot_seconds + search.refit_seconds
+            placement, chosen = ("one GPU" if gpus == 1 else f"a worker on each of {gpus} GPUs"), one
         elif split is not None:
             placement, chosen = f"split over {split} GPUs", memory(method, checkpointing=checkpointing, split=split)
-            seconds = search.total_seconds  # layers run one GPU after another: no faster than one GPU
         else:
-            placement, chosen, seconds = "does not fit", one, None
+            placement, chosen = "does not fit", one
         lora = method.quantization is not None
         rows.append(
             PlanRow(
@@ -263,11 +278,24 @@ def make_plan(
                 with_checkpointing_gib=memory(method, checkpointing=True).total_mb / GIB_MB,
                 placement=placement,
                 trial_seconds=search.per_full_trial_seconds if lora and placement != "does not fit" else None,
-                search_seconds=seconds if lora else None,
+                search_seconds=placed(search, placement) if lora else None,
+                search_seconds_at_seed_speed=placed(slow, placement) if lora else None,
                 advice=() if placement != "does not fit" else tuple(_advice(method, memory, fits, budget, gpus)),
             )
         )
-    return Plan(task.task.name, profile, model, shape, gpu, gpus, budget, adapter, trials, tokens, tuple(rows))
+    return Plan(
+        task.task.name, profile, model, shape, gpu, gpus, budget, adapter, trials, tokens, slowdown, tuple(rows)
+    )
+
+
+def seed_slowdown(tokens: estimates.TokenCounts) -> float:
+    """How many times slower than the FLOP model the seed's 8B refit trained (`SEED_REFIT`), at these tokens."""
+    model, card, examples, hours = SEED_REFIT
+    a100 = estimates.Machine("cuda", GPUS[card].name, GPUS[card].matmul_tflops * 1e12)
+    shape = lineup_shape(model)
+    assert shape is not None  # the lineup's own
+    flop_model = estimates.Workload(a100, shape, tokens).train_seconds(examples, checkpointing=True)
+    return hours * 3600 / flop_model
 
 
 def _advice(method: Method, memory: Any, fits: Any, budget: BudgetSpec, gpus: int) -> list[str]:

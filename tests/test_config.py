@@ -8,7 +8,9 @@ import pytest
 
 from harness.config import (
     SEARCH_SPACES_DIR,
+    CategoricalParam,
     apply_overrides,
+    for_profile,
     load_task,
     metric_names,
     recipe_keys,
@@ -238,3 +240,25 @@ def test_pruning_rungs_grow_by_the_reduction_factor_below_the_trial_budget(legal
 def test_a_batch_that_micro_batches_do_not_divide_is_an_error(legal):
     with pytest.raises(HarnessError, match="batch_size 8 is not a multiple of micro_batch_size 3"):
         resolve_trial_config(legal, profile="cpu", overrides={"budget.batch_size": 8, "budget.micro_batch_size": 3})
+
+
+def test_a_profile_that_allows_only_nf4_searches_only_nf4_and_its_seed_recipe_takes_it():
+    """gpu-70b: a 70B model fits an 80 GB card in 4 bits only, so its trials never draw 16 or 8 bits, and a seed
+    recipe in 16 bits becomes nf4 rather than a trial that cannot fit."""
+    task = load_task("legal")
+    task = task.model_copy(update={"recipe": task.recipe.model_copy(update={"quantization": "none"})})
+    narrowed = for_profile(task, "gpu-70b")
+    assert narrowed.search.params["quantization"].choices == ("nf4",)
+    assert narrowed.recipe.quantization == "nf4"
+    assert resolve_trial_config(task, profile="gpu-70b").recipe.quantization == "nf4"
+    assert for_profile(task, "cpu") is task  # a profile without the restriction leaves the task as it is
+    with pytest.raises(HarnessError, match="quantization=none: profile gpu-70b trains in nf4 only"):
+        resolve_trial_config(task, profile="gpu-70b", overrides={"quantization": "none"})
+
+
+def test_a_profile_whose_quantizations_the_space_does_not_offer_is_refused():
+    task = load_task("legal")
+    space = {**task.search.params, "quantization": CategoricalParam(type="categorical", choices=("none", "int8"))}
+    task = task.model_copy(update={"search": task.search.model_copy(update={"params": space})})
+    with pytest.raises(HarnessError, match=r"profile gpu-70b allows quantization nf4, none of the search space's"):
+        for_profile(task, "gpu-70b")

@@ -10,11 +10,23 @@ from __future__ import annotations
 
 import pytest
 
-from harness.config import load_task
+from harness.config import for_profile, load_task
 from harness.errors import HarnessError
 from harness.estimates import TokenCounts
 from harness.memory import MB, model_shape
-from harness.plan import GPUS, LINEUP, METHODS, Adapter, known_gpu, largest_adapter, make_plan, training_memory
+from harness.plan import (
+    GPUS,
+    LINEUP,
+    METHODS,
+    SEED_REFIT,
+    Adapter,
+    known_gpu,
+    largest_adapter,
+    make_plan,
+    model_and_tokens,
+    seed_slowdown,
+    training_memory,
+)
 
 pytestmark = pytest.mark.fast  # the fast tier: no process started, no training (make test-fast)
 
@@ -133,3 +145,45 @@ def test_the_plan_sizes_memory_for_the_largest_adapter_the_search_can_draw():
 def test_an_unknown_card_is_a_clear_error_naming_the_known_ones():
     with pytest.raises(HarnessError, match=r"unknown GPU 'a100'; known: .*a100-40gb"):
         known_gpu("a100")
+
+
+GPU_PROFILES = [name for name, profile in load_task("legal").profiles.items() if profile.sized_for]
+
+
+def test_the_seeds_whole_lineup_has_a_profile_sized_for_a_gpu():
+    task = load_task("legal")
+    assert sorted(task.profiles[name].model for name in GPU_PROFILES) == sorted(LINEUP)
+
+
+@pytest.mark.parametrize("profile", GPU_PROFILES)
+def test_each_gpu_profile_fits_the_gpus_and_hours_it_states(profile):
+    """Every base quantization its trials may draw fits one of the stated cards (a trial runs on one GPU), and the
+    30-trial search with its refit takes at most the stated hours as `harness plan` estimates them with the task's
+    own token counts: at the seed's speed, the pessimistic estimate (the FLOP model's is several times faster)."""
+    task = for_profile(load_task("legal"), profile)
+    spec = task.profiles[profile]
+    sized = spec.sized_for
+    shape, tokens, _ = model_and_tokens(task, spec.model, tokenizer_spec=task.profiles["cpu"].model)
+    made = make_plan(task, profile=profile, model=spec.model, shape=shape, gpu=known_gpu(sized.gpu), gpus=sized.gpus,
+                     tokens=tokens)  # fmt: skip
+    drawn = task.search.params["quantization"].choices
+    rows = [row for row in made.rows if row.method.quantization in drawn]
+    assert len(rows) == len(drawn)
+    for row in rows:
+        assert row.placement in ("one GPU", f"a worker on each of {sized.gpus} GPUs"), (row.method.name, row.placement)
+        assert row.search_seconds < row.search_seconds_at_seed_speed <= sized.hours * 3600, (
+            row.method.name,
+            row.search_seconds_at_seed_speed / 3600,
+        )
+
+
+def test_at_the_seeds_speed_the_seeds_8b_refit_takes_the_seeds_four_hours():
+    """The pessimistic estimate's unit: the FLOP model's A100 training slowed until the seed's own figure (Llama 3.1
+    8B, 3,200 examples x 3 epochs, 4 hours) comes out of it."""
+    from harness import estimates
+
+    model, card, examples, hours = SEED_REFIT
+    slow = estimates.Machine("cuda", card, GPUS[card].matmul_tflops * 1e12, train_slowdown=seed_slowdown(TOKENS))
+    refit = estimates.Workload(slow, model_shape(LINEUP[model]), TOKENS).train_seconds(examples, checkpointing=True)
+    assert refit == pytest.approx(hours * 3600)
+    assert 2 < seed_slowdown(TOKENS) < 20  # several times the FLOP model, as docs/gpu.md says

@@ -8,6 +8,7 @@ from harness.config.loading import load_task, task_path
 from harness.config.resolving import (
     apply_overrides,
     flat_params,
+    for_profile,
     parse_memory_size,
     parse_set_options,
     recipe_keys,
@@ -55,6 +56,7 @@ __all__ = [
     "TrialConfig",
     "apply_overrides",
     "flat_params",
+    "for_profile",
     "load_task",
     "metric_names",
     "parse_memory_size",

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import ByteSize, TypeAdapter, ValidationError
 
-from harness.config.schema import BudgetSpec, Recipe, TaskConfig, TrialConfig
+from harness.config.schema import BudgetSpec, CategoricalParam, Recipe, TaskConfig, TrialConfig
 from harness.errors import HarnessError
 
 MB = 1024 * 1024
@@ -84,8 +84,7 @@ def resolve_trial_config(
 
     `refit` takes the profile's refit budget (retraining a winner before registration) instead of its search budget.
     """
-    if profile not in task.profiles:
-        raise HarnessError(f"unknown profile {profile!r}; the task defines {', '.join(task.profiles)} (and auto)")
+    task = for_profile(task, profile)
     chosen = task.profiles[profile]
     recipe_overrides = {k: v for k, v in (overrides or {}).items() if not k.startswith("budget.")}
     budget_overrides = {k.removeprefix("budget."): v for k, v in (overrides or {}).items() if k.startswith("budget.")}
@@ -105,13 +104,36 @@ def resolve_trial_config(
     except ValidationError as error:
         problems = "; ".join(f"budget.{dotted(e['loc'])}: {e['msg']}" for e in error.errors())
         raise HarnessError(f"invalid budget value: {problems}") from None
-    return TrialConfig(
-        task=task.task.name,
-        profile=profile,
-        model=model or chosen.model,
-        recipe=apply_overrides(task.recipe, recipe_overrides),
-        budget=budget,
-    )
+    recipe = apply_overrides(task.recipe, recipe_overrides)
+    if chosen.quantization and recipe.quantization not in chosen.quantization:
+        raise HarnessError(
+            f"quantization={recipe.quantization}: profile {profile} trains in {', '.join(chosen.quantization)} only"
+            f" (its model does not fit its GPU otherwise; `harness plan {task.task.name} --profile {profile}`)"
+        )
+    return TrialConfig(task=task.task.name, profile=profile, model=model or chosen.model, recipe=recipe, budget=budget)
+
+
+def for_profile(task: TaskConfig, profile: str) -> TaskConfig:
+    """The task as `profile` trains and searches it: where the profile allows only some base quantizations, the
+    space offers only those of its choices and the seed recipe, in another, takes the profile's first."""
+    if profile not in task.profiles:
+        raise HarnessError(f"unknown profile {profile!r}; the task defines {', '.join(task.profiles)} (and auto)")
+    allowed = task.profiles[profile].quantization
+    if not allowed:
+        return task
+    recipe = task.recipe
+    if recipe.quantization not in allowed:
+        recipe = recipe.model_copy(update={"quantization": allowed[0]})
+    params = dict(task.search.params)
+    if isinstance(space := params.get("quantization"), CategoricalParam):
+        kept = tuple(choice for choice in space.choices if choice in allowed)
+        if not kept:
+            raise HarnessError(
+                f"profile {profile} allows quantization {', '.join(allowed)}, none of the search space's"
+                f" ({', '.join(map(str, space.choices))}) in {task.file}"
+            )
+        params["quantization"] = space.model_copy(update={"choices": kept})
+    return task.model_copy(update={"recipe": recipe, "search": task.search.model_copy(update={"params": params})})
 
 
 def flat_params(config: TrialConfig) -> dict[str, Any]:

@@ -222,11 +222,25 @@ class BudgetSpec(Strict):
         return math.ceil((self.epochs or 1.0) * per_epoch)
 
 
+class SizedFor(Strict):
+    """The machine a GPU profile's budget was sized for: `harness search TASK --trials 30` with its refit within
+    `hours` of wall-clock time on `gpus` GPUs of the kind `gpu` (a card `harness plan --gpu` knows), as `harness plan`
+    estimates it (tests/test_plan.py holds every profile to its hours)."""
+
+    gpu: str
+    gpus: int = Field(default=1, ge=1)
+    hours: float = Field(gt=0)
+
+
 class ProfileSpec(Strict):
     model: str  # model spec: embedded:..., tiny:llama, a hub id or a local directory
     why: str = ""  # printed when the profile is chosen
     budget: BudgetSpec  # the search's (low-fidelity) budget per trial
     refit: BudgetSpec  # the larger budget used to retrain the winner before registration
+    # The only base quantizations this profile's trials may use (a 70B model fits an 80 GB GPU in nf4 only): the
+    # search samples those of the space's choices, and a recipe in another takes the first. None: any.
+    quantization: tuple[Quantization, ...] | None = Field(default=None, min_length=1)
+    sized_for: SizedFor | None = None  # a GPU profile: what its budget was sized for
 
 
 class CategoricalParam(Strict):

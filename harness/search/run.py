@@ -17,7 +17,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from harness import estimates, model_loading, tracking
-from harness.config import TaskConfig, TrialConfig, resolve_trial_config
+from harness.config import TaskConfig, TrialConfig, for_profile, resolve_trial_config
 from harness.errors import HarnessError, without_password
 from harness.memory import read_model_shape
 from harness.prompts import compact_json, prompt_turns
@@ -53,6 +53,7 @@ def run_search(
     task: TaskConfig, options: SearchOptions, *, on_progress: Callable[[SearchProgress], None] | None = None
 ) -> SearchSummary:
     """Run (or resume, or join) a study until it has `options.trials` finished trials; returns the ranked results."""
+    task = for_profile(task, options.profile)  # the space and seed recipe the profile allows
     study_name = options.study_name_for(task.task.name)
     storage_url = options.storage or default_storage()
     base_config = resolve_trial_config(task, profile=options.profile, model=options.model)
