@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness import estimates, machine
-from harness.config import BudgetSpec, TaskConfig, resolve_trial_config
+from harness.config import BudgetSpec, CategoricalParam, TaskConfig, for_profile, resolve_trial_config
 from harness.errors import HarnessError
 from harness.memory import MB, MemoryEstimate, ModelShape, estimate_peak_memory, model_shape
 from harness.task_data import load_split
@@ -286,6 +286,15 @@ def make_plan(
     return Plan(
         task.task.name, profile, model, shape, gpu, gpus, budget, adapter, trials, tokens, slowdown, tuple(rows)
     )
+
+
+def drawn_rows(made: Plan, task: TaskConfig) -> list[PlanRow]:
+    """The rows of the base quantizations the profile's trials may draw: the search space's choices as the profile
+    narrows them (the recipe's alone where the space samples none)."""
+    narrowed = for_profile(task, made.profile)
+    space = narrowed.search.params.get("quantization")
+    drawn = space.choices if isinstance(space, CategoricalParam) else (narrowed.recipe.quantization,)
+    return [row for row in made.rows if row.method.quantization in drawn]
 
 
 def seed_slowdown(tokens: estimates.TokenCounts) -> float:

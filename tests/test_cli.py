@@ -160,6 +160,20 @@ def test_plan_says_70b_qlora_takes_two_a100_40gb_and_what_else_would_fit():
     assert "the times are upper bounds" in " ".join(result.stdout.split())
 
 
+def test_plan_of_a_sized_profile_plans_its_own_cards_and_says_whether_it_keeps_to_its_hours():
+    result = run("plan", "legal", "--profile", "gpu-70b", columns=200)
+    assert result.returncode == 0, result.stderr
+    text = " ".join(result.stdout.split())
+    assert "70.55B parameters; 2 x NVIDIA A100 80GB" in text
+    assert re.search(r"profile gpu-70b is sized for 22 h on 2 x a100-80gb: within them at the seed's speed"
+                     r" \(at most \d+\.\d h\)", text)  # fmt: skip
+    assert "profile gpu-70b trains in nf4 only: its trials draw no other" in text
+    rows = {line.split("│")[1].strip(): line for line in result.stdout.splitlines() if line.startswith("│ ")}
+    assert "a worker on each of 2 GPUs" in rows["qlora-4bit"]
+    # On a card the profile was not sized for, no verdict on its hours.
+    assert "is sized for" not in run("plan", "legal", "--profile", "gpu-70b", "--gpu", "h100-80gb").stdout
+
+
 def test_fetch_model_prints_the_local_directory():
     result = run("fetch-model", "tiny:llama")
     assert result.returncode == 0

@@ -110,15 +110,19 @@ def test_the_makefile_unpacks_the_release_the_exporter_names():
     assert f"LLAMA_CPP_RELEASE := {release}" in (Path(__file__).parent.parent / "Makefile").read_text()
 
 
+def export_challenger(smoke_study, out: Path, *options: str) -> subprocess.CompletedProcess[str]:
+    """`harness export` of the smoke study's v1 as a user types it; it must succeed."""
+    command = [HARNESS, "export", str(smoke_study.task_path), "--alias", "challenger", *options, "--out", str(out)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr
+    return done
+
+
 def test_exporting_the_champion_writes_the_file_scores_it_and_records_it_on_the_version(smoke_study, smoke_store):
     """The command as a user types it, on the smoke study's v1 (the tiny model): the file, the two scores on the
     stored test set (the file's, loaded back, and the merged model's), and the record on the version."""
     out = smoke_store.parent / "v1-q8_0.gguf"
-    done = subprocess.run(
-        [HARNESS, "export", str(smoke_study.task_path), "--alias", "challenger", "--quant", "q8_0", "--out", str(out)],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
+    done = export_challenger(smoke_study, out, "--quant", "q8_0")
     assert f"legal-extractor v1 -> {out}" in done.stdout
     assert "tensors: 15 q8_0, 5 f32" in done.stdout
     assert "test-head-v1: f1_micro" in done.stdout and "from the GGUF file" in done.stdout
@@ -134,9 +138,7 @@ def test_the_adapter_alone_is_written_for_llama_cpps_lora_and_recorded_unscored(
     """llama.cpp's LoRA GGUF: an A and a B matrix per adapted layer, its alpha in the metadata; no scores, since
     only llama.cpp's runtime applies it."""
     out = smoke_store.parent / "v1-lora-f16.gguf"
-    command = [HARNESS, "export", str(smoke_study.task_path), "--alias", "challenger", "--adapter", "--quant", "f16"]
-    done = subprocess.run([*command, "--out", str(out)], capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr
+    done = export_challenger(smoke_study, out, "--adapter", "--quant", "f16")
     assert "not scored: only llama.cpp's runtime applies a GGUF adapter" in done.stdout
     version = tracking.model_version("legal-extractor", version=1)
     record = json.loads(version.tags["harness.export.gguf-lora.f16"])
@@ -224,11 +226,7 @@ def test_a_gptq_export_is_calibrated_on_the_task_served_by_vllm_scored_and_recor
     """The command as a user types it: llm-compressor's GPTQ on the task's training conversations, the checkpoint
     served by vLLM (its CPU int4 kernels) and sent the stored test set, both scores printed and recorded."""
     out = smoke_store.parent / "v1-gptq"
-    done = subprocess.run(
-        [HARNESS, "export", str(smoke_study.task_path), "--alias", "challenger", "--format", "gptq", "--out", str(out)],
-        capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
+    done = export_challenger(smoke_study, out, "--format", "gptq")
     assert f"legal-extractor v1 -> {out} (" in done.stdout and "MB, w4a16)" in done.stdout
     assert "tensors: 14 int4 (groups of 128), 6 bf16" in done.stdout
     record = json.loads(tracking.model_version("legal-extractor", version=1).tags["harness.export.gptq.w4a16"])

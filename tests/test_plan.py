@@ -20,6 +20,7 @@ from harness.plan import (
     METHODS,
     SEED_REFIT,
     Adapter,
+    drawn_rows,
     known_gpu,
     largest_adapter,
     make_plan,
@@ -166,9 +167,8 @@ def test_each_gpu_profile_fits_the_gpus_and_hours_it_states(profile):
     shape, tokens, _ = model_and_tokens(task, spec.model, tokenizer_spec=task.profiles["cpu"].model)
     made = make_plan(task, profile=profile, model=spec.model, shape=shape, gpu=known_gpu(sized.gpu), gpus=sized.gpus,
                      tokens=tokens)  # fmt: skip
-    drawn = task.search.params["quantization"].choices
-    rows = [row for row in made.rows if row.method.quantization in drawn]
-    assert len(rows) == len(drawn)
+    rows = drawn_rows(made, task)
+    assert len(rows) == len(task.search.params["quantization"].choices)
     for row in rows:
         assert row.placement in ("one GPU", f"a worker on each of {sized.gpus} GPUs"), (row.method.name, row.placement)
         assert row.search_seconds < row.search_seconds_at_seed_speed <= sized.hours * 3600, (

@@ -366,7 +366,13 @@ def plan(
             " machine's GPU, else a100-80gb)."
         ),
     ] = None,
-    gpus: Annotated[int, typer.Option(help="GPUs of that kind: a worker on each, or one model split over them.")] = 1,
+    gpus: Annotated[
+        int | None,
+        typer.Option(
+            help="GPUs of that kind: a worker on each, or one model split over them (default: what the profile was"
+            " sized for, else 1)."
+        ),
+    ] = None,
     profile: Annotated[str, typer.Option(help="The budget to plan (a GPU's: gpu).")] = "gpu",
     trials: Annotated[int, typer.Option(help="Trials of the search to plan.")] = 30,
 ) -> None:
@@ -378,6 +384,10 @@ def plan(
 
     config = load_task(task)
     spec = model or resolve_trial_config(config, profile=profile).model
+    sized = config.profiles[profile].sized_for if profile in config.profiles else None
+    if gpu is None and sized is not None:  # the card the profile was sized for, unless another is named
+        gpu, gpus = sized.gpu, gpus or sized.gpus
+    gpus = gpus or 1
     card = planning.known_gpu(gpu) if gpu else planning.local_gpu() or planning.GPUS["a100-80gb"]
     shape, tokens, counted = planning.model_and_tokens(
         config, spec, tokenizer_spec=resolve_trial_config(config, profile="cpu").model
@@ -414,6 +424,16 @@ def plan(
             minutes(row.search_seconds_at_seed_speed) if row.search_seconds_at_seed_speed else "—",
         )
     console.print(table)
+    if sized is not None and (sized.gpu, sized.gpus) == (gpu, gpus):
+        seconds = [row.search_seconds_at_seed_speed for row in planning.drawn_rows(made, config)]
+        slowest = max((s for s in seconds if s is not None), default=0.0)
+        within = None not in seconds and slowest <= sized.hours * 3600
+        why = "a quantization its trials draw does not fit" if None in seconds else f"at most {slowest / 3600:.1f} h"
+        console.print(
+            f"profile {profile} is sized for {sized.hours:g} h on {sized.gpus} x {sized.gpu}:"
+            f" {'within' if within else 'OVER'} them at the seed's speed ({why})",
+            markup=False,
+        )
     if allowed := config.profiles[profile].quantization:
         console.print(f"profile {profile} trains in {', '.join(allowed)} only: its trials draw no other", markup=False)
     for row in made.rows:
