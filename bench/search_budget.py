@@ -68,8 +68,7 @@ def main() -> None:
     # The seed's figure as the unit: training (trials and refit) as slow as "3,200 x 3 epochs in 4 hours" on an
     # A100 says (harness plan's second estimate); loading, generation and logging as the model has them.
     slower = seed_slowdown(tokens)
-    a100 = machines[2][1]
-    slow_a100 = estimates.Machine(a100.kind, a100.description, a100.matmul_flops, train_slowdown=slower)
+    slow_a100 = GPUS["a100-80gb"].machine(train_slowdown=slower)
     result = estimate(task, "gpu", slow_a100, LLAMA_31_8B, tokens, args.trials)
     print(f"gpu on an A100 training as slowly as the seed's {SEED_REFIT[3]:.0f} h refit says ({slower:.1f}x slower"
           f" than the FLOP model): {result.describe()}")  # fmt: skip

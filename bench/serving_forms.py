@@ -37,7 +37,7 @@ import psutil
 from harness import costs, machine, registry, serving, tables, tracking
 from harness.config import load_task
 from harness.costs import Constraint, Load, Prices
-from harness.export import W4A16, convert_to_gguf, export_version
+from harness.export import W4A16, convert_to_gguf, default_out, export_version
 from harness.model_loading import supports_bf16
 from harness.predictions import score_answers
 from harness.promotion import stored_test_metrics
@@ -94,11 +94,10 @@ def start_form(task: Any, name: str, number: int, form: str, port: int, log_path
         return server, directory_bytes(base_dir) + directory_bytes(adapter_dir)
     if form.startswith("w4a16-"):
         method = form.removeprefix("w4a16-")
-        path = Path("exports") / f"{name}-v{number}-{method}-{W4A16}"
+        path = default_out(name, number, format=method, quant=W4A16)
         if not path.exists():
             export_version(task, version=number, format=method, quant=W4A16, out=path, check=False)
-        # vLLM's CPU kernels for int4 weights take bf16 or fp16 activations, not fp32.
-        options = serving.ServerOptions(port=port, dtype="bfloat16" if supports_bf16() else "float16")
+        options = serving.ServerOptions(port=port, dtype=serving.int4_weights_dtype())
         return serving.start_server(path, name, options, log_path=log_path), directory_bytes(path)
     # Measured cold, as vLLM's calls are (each salted apart): llama.cpp's prompt cache would answer the prefill run
     # from the concurrency-16 run's prompts. vLLM still shares the instruction within a call: llama.cpp's input
@@ -107,13 +106,13 @@ def start_form(task: Any, name: str, number: int, form: str, port: int, log_path
         base = Path("exports") / f"{name}-v{number}-base-f16.gguf"
         if not base.exists():
             convert_to_gguf(registry.materialise_lora_base(name, number), base, quant="f16")
-        adapter = Path("exports") / f"{name}-v{number}-lora-f16.gguf"
+        adapter = default_out(name, number, format="gguf", quant="f16", adapter=True)
         if not adapter.exists():
             export_version(task, version=number, quant="f16", adapter=True, out=adapter, check=False)
         server = serving.start_llama_server(base, name, options, log_path=log_path, prompt_cache=False, lora=adapter)
         return server, base.stat().st_size + adapter.stat().st_size
     quant = form.removeprefix("gguf-")
-    path = Path("exports") / f"{name}-v{number}-{quant}.gguf"
+    path = default_out(name, number, format="gguf", quant=quant)
     if not path.exists():
         export_version(task, version=number, quant=quant, out=path, check=False)
     server = serving.start_llama_server(path, name, options, log_path=log_path, prompt_cache=False)

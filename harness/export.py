@@ -52,7 +52,7 @@ from harness import processes, tracking
 from harness.config import TaskConfig
 from harness.errors import HarnessError
 from harness.generation import AnswerReporter
-from harness.model_loading import load_tokenizer, resolve_model, supports_bf16
+from harness.model_loading import load_tokenizer, resolve_model
 from harness.promotion import stored_test_metrics
 from harness.prompts import assistant_turn, prompt_turns
 from harness.registry import (
@@ -62,7 +62,7 @@ from harness.registry import (
     materialise_version,
     max_new_tokens_for,
 )
-from harness.serving import score_served
+from harness.serving import int4_weights_dtype, score_served
 from harness.task_data import load_split
 from harness.trial import evaluate_model
 
@@ -318,11 +318,15 @@ def _is_w4a16_checkpoint(directory: Path) -> bool:
     return json.loads(config.read_text()).get("quantization_config", {}).get("quant_method") == "compressed-tensors"
 
 
+# What a packed layer stores beside its int4 weights (compressed-tensors' names): counted with the weight.
+QUANTISED_LAYER_PARTS = (".weight_scale", ".weight_zero_point", ".weight_shape", ".weight_g_idx")
+
+
 def describe_w4a16(directory: Path, *, quant: str) -> ExportedFile:
     """What a compressed-tensors checkpoint really holds, read back from its safetensors headers: how many weights
     are packed int4 (each with its scales, and zero points where asymmetric) and how many tensors stay 16-bit."""
-    weights = json.loads((directory / "config.json").read_text())["quantization_config"]["config_groups"]
-    scheme = weights["group_0"]["weights"]
+    groups = json.loads((directory / "config.json").read_text())["quantization_config"]["config_groups"]
+    scheme = groups["group_0"]["weights"]
     packed = f"int{scheme['num_bits']} (groups of {scheme['group_size']})"
     files = sorted(directory.glob("*.safetensors"))
     types: Counter[str] = Counter()
@@ -337,8 +341,12 @@ def describe_w4a16(directory: Path, *, quant: str) -> ExportedFile:
     return ExportedFile(directory, quant, size, _sha256(files), dict(types.most_common()))
 
 
-# What a packed layer stores beside its int4 weights (compressed-tensors' names): counted with the weight.
-QUANTISED_LAYER_PARTS = (".weight_scale", ".weight_zero_point", ".weight_shape", ".weight_g_idx")
+def default_out(name: str, version: int, *, format: str, quant: str, adapter: bool = False) -> Path:
+    """Where an export goes unless told: `exports/<name>-v<N>[-lora]-<quant>.gguf`, or for gptq and awq the
+    directory `exports/<name>-v<N>-<format>-<quant>`."""
+    if format == "gguf":
+        return Path("exports") / f"{name}-v{version}{'-lora' if adapter else ''}-{quant}.gguf"
+    return Path("exports") / f"{name}-v{version}-{format}-{quant}"
 
 
 def export_version(
@@ -369,11 +377,10 @@ def export_version(
     found = find_version(name, alias=alias, version=version)
     number = int(found.version)
     form = "gguf-lora" if adapter else format
+    out = out or default_out(name, number, format=format, quant=quant, adapter=adapter)
     if format == "gguf":
-        out = out or Path("exports") / f"{name}-v{number}{'-lora' if adapter else ''}-{quant}.gguf"
         stage = f"converting {name} v{number}{' (adapter)' if adapter else ''} to GGUF {quant}"
     else:
-        out = out or Path("exports") / f"{name}-v{number}-{format}-{quant}"
         stage = f"calibrating {name} v{number} to {quant} with llm-compressor's {format}"
     if reporter is not None:
         reporter.stage(stage)
@@ -405,12 +412,11 @@ def export_version(
         else:
             if reporter is not None:
                 reporter.stage(f"scoring the checkpoint, served by vLLM, on the stored test set {eval_set}")
-            # vLLM's CPU kernels for int4 weights take bf16 or fp16 activations, not fp32.
-            dtype = "bfloat16" if supports_bf16() else "float16"
             log_path = tracking.mlruns_dir() / "serving" / f"{name}-v{number}-{format}-{quant}.log"
             test = score_served(
-                task, out, load_split(task, "test"), max_tokens=max_new_tokens, dtype=dtype, log_path=log_path
-            )
+                task, out, load_split(task, "test"), max_tokens=max_new_tokens, dtype=int4_weights_dtype(),
+                log_path=log_path,
+            )  # fmt: skip
         merged, merged_source = stored_test_metrics(task, name, number, max_new_tokens, reporter=reporter)
     record = {
         "file": str(out.resolve()),

@@ -31,6 +31,10 @@ class Gpu:
     memory_gib: float  # as sold; nvidia-smi shows a little less
     matmul_tflops: float  # bf16, what large matmuls reach on it (estimates.measure_machine's figure)
 
+    def machine(self, *, train_slowdown: float = 1.0) -> estimates.Machine:
+        """The card as the cost model sees it (training `train_slowdown` times slower than that model says)."""
+        return estimates.Machine("cuda", self.name, self.matmul_tflops * 1e12, train_slowdown=train_slowdown)
+
 
 # Matmul rates: about 90% of the datasheet's dense bf16 peak on Ampere and Ada cards, 70% on Hopper ones (what
 # large bf16 GEMMs reach on them; the figures bench/search_budget.py has used since the gpu profile was sized).
@@ -240,12 +244,12 @@ def make_plan(
     def fits(estimate: MemoryEstimate) -> bool:
         return estimate.total_mb <= gpu.memory_gib * GIB_MB
 
-    machine = estimates.Machine("cuda", gpu.name, gpu.matmul_tflops * 1e12)
+    machine = gpu.machine()
     # Every LoRA method computes in bf16 (bitsandbytes dequantises a layer's weights for its matmul); what the
     # dequantisation itself costs is not modelled: the GPU check measures it.
     search = search_estimate(task, profile=profile, machine=machine, shape=shape, tokens=tokens, trials=trials)
     slowdown = seed_slowdown(tokens)
-    slow_machine = estimates.Machine("cuda", gpu.name, gpu.matmul_tflops * 1e12, train_slowdown=slowdown)
+    slow_machine = gpu.machine(train_slowdown=slowdown)
     slow = search_estimate(task, profile=profile, machine=slow_machine, shape=shape, tokens=tokens, trials=trials)
 
     def placed(estimate: estimates.SearchEstimate, placement: str) -> float | None:
@@ -300,7 +304,7 @@ def drawn_rows(made: Plan, task: TaskConfig) -> list[PlanRow]:
 def seed_slowdown(tokens: estimates.TokenCounts) -> float:
     """How many times slower than the FLOP model the seed's 8B refit trained (`SEED_REFIT`), at these tokens."""
     model, card, examples, hours = SEED_REFIT
-    a100 = estimates.Machine("cuda", GPUS[card].name, GPUS[card].matmul_tflops * 1e12)
+    a100 = GPUS[card].machine()
     shape = lineup_shape(model)
     assert shape is not None  # the lineup's own
     flop_model = estimates.Workload(a100, shape, tokens).train_seconds(examples, checkpointing=True)

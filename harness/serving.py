@@ -339,6 +339,14 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def int4_weights_dtype() -> str:
+    """The activation dtype vLLM serves a W4A16 checkpoint in: its CPU kernels for int4 weights take bf16 or fp16,
+    not fp32 ("cpu_gemm_wna16" has no Float path), so fp16 where the hardware has no bf16."""
+    from harness.model_loading import supports_bf16
+
+    return "bfloat16" if supports_bf16() else "float16"
+
+
 def score_served(
     task: TaskConfig, model_dir: Path, examples: list[Example], *, max_tokens: int, dtype: str, log_path: Path
 ) -> dict[str, float]:

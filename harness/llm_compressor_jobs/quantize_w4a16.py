@@ -49,7 +49,7 @@ def main() -> None:
         # AWQ pins its cached activations in host memory to copy them to the GPU faster; with no GPU, pinning
         # raises ("Cannot access accelerator device"). The copies it speeds up do not happen on a CPU, so not
         # pinning changes nothing of the result.
-        IntermediatesCache.pin_memory = lambda self, *args, **kwargs: None
+        IntermediatesCache.pin_memory = lambda self, *_, **__: None
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model = AutoModelForCausalLM.from_pretrained(args.model_dir, dtype=torch.bfloat16, device_map=device)
     tokenizer = AutoTokenizer.from_pretrained(args.model_dir)
