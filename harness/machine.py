@@ -30,17 +30,30 @@ def visible_gpus() -> list[str]:
     return [str(i) for i in range(gpu_count())]
 
 
-def one_gpu_environment(environment: dict[str, str], gpus: list[str]) -> dict[str, str]:
-    """The environment for a process that trains on one GPU where this one sees several: the first of them.
-    Trainer wraps a model in nn.DataParallel when its process sees more than one GPU and TRL refuses that, so a
-    trial on a two-GPU machine with one worker would fail; the other GPUs are for other workers (`--n-workers`)."""
-    if len(gpus) <= 1:
+def trial_gpu_environment(environment: dict[str, str], gpus: list[str], per_trial: int) -> dict[str, str]:
+    """The environment for a trial's process where this one sees `gpus`: the first `per_trial` of them (its
+    profile's gpus_per_trial), over which the trial splits its model by layers. Not all: Trainer wraps a model it
+    finds on one of several visible GPUs in nn.DataParallel, which TRL refuses, so every trial would fail; the
+    other GPUs are for other workers (`--n-workers`)."""
+    if len(gpus) == per_trial or not gpus:
         return environment
-    return {**environment, "CUDA_VISIBLE_DEVICES": gpus[0]}
+    if len(gpus) < per_trial:
+        raise HarnessError(
+            f"a trial splits its model over {per_trial} GPUs (the profile's gpus_per_trial) and this process sees"
+            f" {len(gpus)} (CUDA_VISIBLE_DEVICES={','.join(gpus)})"
+        )
+    return {**environment, "CUDA_VISIBLE_DEVICES": ",".join(gpus[:per_trial])}
 
 
 def gpu_memory_gib(device: int = 0) -> float:
     return float(torch.cuda.get_device_properties(device).total_memory / 2**30)
+
+
+def smallest_gpu_memory_mb() -> float | None:
+    """What the smallest GPU this process sees holds, in MB; None on a CPU machine."""
+    if not has_cuda():
+        return None
+    return min(gpu_memory_gib(device) for device in range(gpu_count())) * 1024
 
 
 def choose_profile(task: Any, profile: str, *, trains: bool = False) -> tuple[str, str]:
@@ -58,6 +71,11 @@ def choose_profile(task: Any, profile: str, *, trains: bool = False) -> tuple[st
         raise HarnessError(
             f"profile {profile} trains on a CUDA GPU and this machine has none ({build}): use --profile cpu or auto"
             " here, or run on a GPU machine (`harness plan TASK --gpu ...` says what it needs)"
+        )
+    if chosen_spec is not None and trains and has_cuda() and len(visible_gpus()) < chosen_spec.gpus_per_trial:
+        raise HarnessError(
+            f"profile {profile} splits each trial's model over {chosen_spec.gpus_per_trial} GPUs and this machine"
+            f" shows {len(visible_gpus())} (CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')})"
         )
     if profile != "auto":
         return profile, "asked for"

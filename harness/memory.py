@@ -137,6 +137,35 @@ def estimate_peak_memory(
     return MemoryEstimate(total_mb=sum(parts.values()), parts_mb=parts)
 
 
+# The CUDA context and cuBLAS's workspace: on the card, but not in torch.cuda.max_memory_allocated.
+CUDA_CONTEXT_MB = 512.0
+
+
+def generation_memory(
+    shape: ModelShape, *, weight_bytes: float, batch_size: int, sequence_length: int, gpus: int = 1
+) -> MemoryEstimate:
+    """Peak memory per GPU of generating answers with a model of plain `weight_bytes` weights (2: the adapter
+    folded into bf16), split by layers over `gpus` GPUs: the weights (the busiest GPU a layer more, its share of
+    the embeddings and head), the key/value cache of a batch of `sequence_length` tokens, the last position's
+    logits in fp32, and the CUDA context."""
+    dense_per_layer = (shape.parameters - shape.embedding_parameters) / shape.layers
+    weights = shape.parameters * weight_bytes / gpus + (dense_per_layer * weight_bytes if gpus > 1 else 0.0)
+    kv_cache = batch_size * sequence_length * shape.layers * 2 * shape.kv_size * 2 / gpus  # keys and values, bf16
+    logits = batch_size * shape.vocab_size * 4
+    parts = {"weights": weights / MB, "kv cache": kv_cache / MB, "logits": logits / MB, "cuda context": CUDA_CONTEXT_MB}
+    return MemoryEstimate(total_mb=sum(parts.values()), parts_mb=parts)
+
+
+def folds_for_generation(estimate: MemoryEstimate, gpu_memory_mb: float | None) -> bool:
+    """Whether a trial folds its adapter into plain 16-bit weights to generate (faster than through the adapter on
+    a quantized base, which dequantizes every layer for every token), given what the folded model needs per GPU
+    (`generation_memory`) and what the smallest GPU holds; None: no GPU (a CPU trial's model is small enough to
+    fold, and the host's memory is not a card's). A model trained in nf4 because its 16-bit weights do not fit
+    (70B: 141 GB on an 80 GB card) generates through the adapter on its quantized base instead, in the memory
+    training had."""
+    return gpu_memory_mb is None or estimate.total_mb <= gpu_memory_mb
+
+
 # oneDNN (PyTorch's bf16 matmuls on a CPU) keeps every kernel it builds, one per matrix shape, up to 1024 by
 # default at about 0.5 MB each. A search runs trial after trial in one process, each with shapes of its own (rank,
 # target modules), so the kept kernels grew into every later trial's peak. 256 holds one trial's (163 for the seed

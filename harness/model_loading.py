@@ -115,16 +115,70 @@ def load_tokenizer(model: ResolvedModel) -> Any:
 
 
 def load_causal_lm(model: ResolvedModel, *, dtype: Any = None) -> Any:
-    """The model's weights from safetensors (never pickle), in the given torch dtype, on the GPU where there is one
-    (evaluations, merges and checks would otherwise run an 8B model on the host's CPU with the GPU idle)."""
-    import torch
+    """The model's weights from safetensors (never pickle), in the given torch dtype, on the GPUs where there are
+    some (`gpu_placement`: evaluations, merges and checks would otherwise run an 8B model on the host's CPU with the
+    GPU idle)."""
     from transformers import AutoModelForCausalLM
 
     _quiet_transformers()
-    device_map = {"": torch.cuda.current_device()} if torch.cuda.is_available() else None
     return AutoModelForCausalLM.from_pretrained(
-        model.path, dtype=dtype, device_map=device_map, use_safetensors=True, trust_remote_code=False
+        model.path, dtype=dtype, device_map=gpu_placement(model), use_safetensors=True, trust_remote_code=False
     )
+
+
+def gpu_placement(model: ResolvedModel) -> dict[str, Any] | None:
+    """Where a process puts the model: on the one GPU it sees, split by layers over several (`split_by_layers`;
+    a trial sees the GPUs its profile's `gpus_per_trial` gives it), None on a CPU machine."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    if torch.cuda.device_count() == 1:
+        return {"": torch.cuda.current_device()}
+    return split_by_layers(model, list(range(torch.cuda.device_count())))
+
+
+def split_by_layers(model: ResolvedModel, devices: list[Any]) -> dict[str, Any]:
+    """A `device_map` that splits a Llama-family model over `devices` by whole decoder layers, in contiguous even
+    shares (the first devices a layer more where they do not divide): what runs before the layers (embeddings,
+    rotary tables) on the first, the final norm and the head on the last, a head tied to the embeddings with
+    them. Layers run one device after the other (a 70B model on two 40 GB cards: half of it on each); the
+    activations cross once per boundary. Refuses a model whose parameters the map would not all place."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(model.path, trust_remote_code=False)
+    with torch.device("meta"):  # the module tree without memory for its weights (a 70B one included)
+        skeleton = AutoModelForCausalLM.from_config(config)
+    body_name = skeleton.base_model_prefix
+    body = getattr(skeleton, body_name)
+    layers = getattr(body, "layers", None)
+    if not isinstance(layers, torch.nn.ModuleList):
+        raise HarnessError(f"{model.spec}: cannot split a {type(skeleton).__name__} by layers (no {body_name}.layers)")
+    first, last = devices[0], devices[-1]
+    share, extra = divmod(len(layers), len(devices))
+    placement: dict[str, Any] = {}
+    index = 0
+    for position, device in enumerate(devices):
+        for _ in range(share + (1 if position < extra else 0)):
+            placement[f"{body_name}.layers.{index}"] = device
+            index += 1
+    after_layers = False
+    for name, child in body.named_children():
+        if child is layers:
+            after_layers = True
+        elif after_layers and any(True for _ in child.parameters()):
+            placement[f"{body_name}.{name}"] = last  # the final norm
+        else:
+            placement[f"{body_name}.{name}"] = first  # embeddings; a parameter-free table (rotary) beside them
+    tied = bool(getattr(config, "tie_word_embeddings", False))
+    for name, _ in skeleton.named_children():
+        if name != body_name:
+            placement[name] = first if tied else last  # the head
+    unplaced = [n for n, _ in skeleton.named_parameters() if not any(n.startswith(f"{k}.") for k in placement)]
+    if unplaced:
+        raise HarnessError(f"{model.spec}: splitting by layers would leave {', '.join(unplaced[:3])} unplaced")
+    return placement
 
 
 def forget_quantizer(model: Any) -> Any:
@@ -294,7 +348,6 @@ def training_dtype() -> Any:
 
 def load_for_training(model: ResolvedModel, *, quantization: str) -> Any:
     """Load the base model for LoRA training: bf16/fp32 for `none`, bitsandbytes 8-bit or 4-bit nf4 otherwise."""
-    import torch
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
     _quiet_transformers()
@@ -311,12 +364,11 @@ def load_for_training(model: ResolvedModel, *, quantization: str) -> Any:
         )
     elif quantization != "none":
         raise HarnessError(f"unknown quantization {quantization!r}; expected none, int8 or nf4")
-    on_gpu = torch.cuda.is_available()
     loaded = AutoModelForCausalLM.from_pretrained(
         model.path,
         dtype=dtype,
         quantization_config=quantization_config,
-        device_map={"": torch.cuda.current_device()} if on_gpu else {"": "cpu"},
+        device_map=gpu_placement(model) or {"": "cpu"},
         use_safetensors=True,
         trust_remote_code=False,
     )

@@ -335,14 +335,17 @@ class AnswerLossTrainer(SFTTrainer):
             hidden = causal_lm.model(
                 input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], use_cache=False
             )
-            # Position t predicts token t + 1; only positions whose next token is an answer token count.
+            # Position t predicts token t + 1; only positions whose next token is an answer token count. (On the
+            # devices the model's last layer and its head are on: a model split over GPUs ends where it ends.)
             labels = inputs["labels"][:, 1:]
             answer = labels != -100
-            logits = causal_lm.lm_head(hidden.last_hidden_state[:, :-1][answer]).float()
+            states = hidden.last_hidden_state[:, :-1]
+            logits = causal_lm.lm_head(states[answer.to(states.device)]).float()
         count = answer.sum() if num_items_in_batch is None else num_items_in_batch
-        loss = torch.nn.functional.cross_entropy(logits, labels[answer], reduction="sum") / torch.as_tensor(
-            count, device=logits.device
-        ).clamp(min=1)
+        loss = torch.nn.functional.cross_entropy(
+            logits, labels[answer].to(logits.device), reduction="sum"
+        ) / torch.as_tensor(count, device=logits.device).clamp(min=1)
+        loss = loss.to(labels.device)  # where the trainer sums the losses (a split model's head may be elsewhere)
         if model.training:
             self.trained_tokens += int(inputs["attention_mask"].sum())
         return (loss, {"loss": loss}) if return_outputs else loss
@@ -416,6 +419,12 @@ def fold_adapter_for_generation(model: PeftModel, *, dtype: torch.dtype) -> Any:
     quantization of activations is not reproduced."""
     _fold_into_plain_linears(model, dtype)
     return _cast_parameters(model.get_base_model(), dtype)
+
+
+def model_for_generation(model: PeftModel, *, dtype: torch.dtype, fold: bool) -> Any:
+    """The trained model to generate with: folded into plain `dtype` weights (`fold_adapter_for_generation`), or,
+    where those would not fit (`memory.folds_for_generation`), the adapter left on its quantized base."""
+    return fold_adapter_for_generation(model, dtype=dtype) if fold else model
 
 
 def dequantize(model: Any) -> Any:

@@ -26,6 +26,8 @@ from harness.memory import (
     PeakMemory,
     check_memory_limit,
     estimate_peak_memory,
+    folds_for_generation,
+    generation_memory,
     keep_the_heap_compact,
     read_model_shape,
     release_freed_memory,
@@ -35,6 +37,9 @@ from harness.prompts import assistant_turn, prompt_turns
 from harness.task_data import Example, load_split
 
 GENERATION_BATCH_SIZE = 16  # SmolLM2 on 2 cores, 32 answers: batch 8 39 s, 16 33 s
+# Prompt and answer tokens an evaluation outside a trial plans its generation memory for (a trial: its budget's
+# max_seq_length); a bound on the tasks' documents, and a small term beside the weights it decides on.
+EVALUATION_SEQUENCE_TOKENS = 2048
 PACKAGES = ("harness", "torch", "transformers", "trl", "peft", "bitsandbytes", "accelerate", "mlflow", "optuna")
 
 
@@ -132,7 +137,8 @@ def run_trial(
             # save, then generate on the adapter folded into plain 16-bit weights (the fast way to generate)
             training.save_adapter(model, adapter_dir / "adapter")
             release_freed_memory()  # training's activations, before generation allocates its own
-            inference_model = training.fold_adapter_for_generation(model, dtype=model_loading.training_dtype())
+            fold = _folds_for_generation(model_ref.path, config.recipe.quantization, config.budget.max_seq_length)
+            inference_model = training.model_for_generation(model, dtype=model_loading.training_dtype(), fold=fold)
             generated = _generate(inference_model, tokenizer, task, validation_examples, config.budget.max_new_tokens)
         # score
         scores = score_answers(task, validation_examples, generated.outputs)
@@ -153,7 +159,8 @@ def run_trial(
         run.directory(adapter_dir / "adapter", "adapter")
         run.table(_prediction_rows(validation_examples, generated, scores), "predictions.json")
         run.metrics(metrics)
-        run.tags({"harness.estimated_memory": estimate.describe()})
+        generation = "folded" if fold else f"through the adapter on the {config.recipe.quantization} base"
+        run.tags({"harness.estimated_memory": estimate.describe(), "harness.generation": generation})
         return TrialResult(metrics=metrics, run_id=run.run_id, adapter_dir=adapter_dir / "adapter")
 
 
@@ -177,8 +184,10 @@ def evaluate_model(
         model = model_loading.load_causal_lm(model_ref, dtype=model_loading.training_dtype())
     else:
         base = model_loading.load_for_training(model_ref, quantization=quantization)
-        model = training.fold_adapter_for_generation(
-            training.load_adapter(base, adapter), dtype=model_loading.training_dtype()
+        model = training.model_for_generation(
+            training.load_adapter(base, adapter),
+            dtype=model_loading.training_dtype(),
+            fold=_folds_for_generation(model_ref.path, quantization, EVALUATION_SEQUENCE_TOKENS),
         )
     generated = _generate(model, tokenizer, task, examples, max_new_tokens, reporter=reporter)
     scores = score_answers(task, examples, generated.outputs)
@@ -206,6 +215,21 @@ def _generate(
         max_new_tokens=max_new_tokens,
         reporter=reporter,
     )
+
+
+def _folds_for_generation(model_dir: Path, quantization: str, sequence_length: int) -> bool:
+    """Fold the adapter into 16-bit weights to generate, unless the base was quantized and its 16-bit weights
+    would not fit the GPUs this process splits the model over (a base in 16 bits folds in the memory it has)."""
+    if quantization == "none":
+        return True
+    folded = generation_memory(
+        read_model_shape(model_dir),
+        weight_bytes=2 if model_loading.supports_bf16() else 4,
+        batch_size=GENERATION_BATCH_SIZE,
+        sequence_length=sequence_length,
+        gpus=max(machine.gpu_count(), 1),
+    )
+    return folds_for_generation(folded, machine.smallest_gpu_memory_mb())
 
 
 def _estimate_memory(config: TrialConfig, model_dir: Path, *, bf16: bool) -> MemoryEstimate:

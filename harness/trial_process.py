@@ -60,7 +60,8 @@ def run_trial_in_own_process(
     context = multiprocessing.get_context("spawn") if method == "spawn" else multiprocessing.get_context("forkserver")
     context.set_forkserver_preload([__name__])  # the server imports this module, and with it the training stack
     ours, theirs = context.Pipe()
-    environment = machine.one_gpu_environment(dict(os.environ), machine.visible_gpus() if machine.has_cuda() else [])
+    gpus = machine.visible_gpus() if machine.has_cuda() else []
+    environment = machine.trial_gpu_environment(dict(os.environ), gpus, config.gpus)
     process = context.Process(
         target=_trial_process,
         args=(theirs, task, config, output_dir, options, tracking.tracking_uri(), environment, os.getcwd()),

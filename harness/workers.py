@@ -17,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from harness.errors import HarnessError
+
 if TYPE_CHECKING:
     from harness.config import TaskConfig
     from harness.search.options import SearchOptions
@@ -84,7 +86,8 @@ def run_search_pool(
     from harness import machine  # torch: only once workers are started
 
     gpus = machine.visible_gpus()
-    slots = plan_workers(count, gpus=gpus, cpus=os.sched_getaffinity(0))
+    per_worker = task.profiles[options.profile].gpus_per_trial if options.profile in task.profiles else 1
+    slots = plan_workers(count, gpus=gpus, cpus=os.sched_getaffinity(0), gpus_per_worker=per_worker)
     for slot in slots:
         on_start(slot, f"GPU {slot.environment['CUDA_VISIBLE_DEVICES']}" if gpus else f"cores {sorted(slot.cpus)}")
     exits = run_workers(arguments, slots, environment=shared, on_exit=on_exit)
@@ -104,14 +107,21 @@ def worker_index_from_environment() -> int | None:
     return None
 
 
-def plan_workers(count: int, *, gpus: list[str], cpus: set[int]) -> list[WorkerSlot]:
-    """One slot per worker: a GPU each (round robin when there are more workers than GPUs); without GPUs, the
-    cores in contiguous shares (shared round robin when there are more workers than cores)."""
+def plan_workers(count: int, *, gpus: list[str], cpus: set[int], gpus_per_worker: int = 1) -> list[WorkerSlot]:
+    """One slot per worker: `gpus_per_worker` GPUs each (a trial splits its model over them; round robin when there
+    are more workers than such groups); without GPUs, the cores in contiguous shares (shared round robin when there
+    are more workers than cores)."""
     if count < 1:
         raise ValueError(f"--n-workers must be at least 1, got {count}")
     if gpus:
+        groups = [gpus[i : i + gpus_per_worker] for i in range(0, len(gpus) - gpus_per_worker + 1, gpus_per_worker)]
+        if not groups:
+            raise HarnessError(
+                f"each worker's trials split their model over {gpus_per_worker} GPUs (the profile's gpus_per_trial)"
+                f" and this machine shows {len(gpus)}"
+            )
         return [
-            WorkerSlot(i, {"CUDA_VISIBLE_DEVICES": gpus[i % len(gpus)], "HARNESS_WORKER_INDEX": str(i)})
+            WorkerSlot(i, {"CUDA_VISIBLE_DEVICES": ",".join(groups[i % len(groups)]), "HARNESS_WORKER_INDEX": str(i)})
             for i in range(count)
         ]
     cores = sorted(cpus)

@@ -10,6 +10,7 @@ from harness.config import (
     SEARCH_SPACES_DIR,
     CategoricalParam,
     apply_overrides,
+    flat_params,
     for_profile,
     load_task,
     metric_names,
@@ -262,3 +263,15 @@ def test_a_profile_whose_quantizations_the_space_does_not_offer_is_refused():
     task = task.model_copy(update={"search": task.search.model_copy(update={"params": space})})
     with pytest.raises(HarnessError, match=r"profile gpu-70b allows quantization nf4, none of the search space's"):
         for_profile(task, "gpu-70b")
+
+
+def test_a_profile_that_splits_its_trials_over_two_gpus_says_so_in_every_trial_config():
+    """gpu-70b-40gb: the seed's 70B QLoRA on two 40 GB cards; the count travels with the trial (its process sees
+    that many GPUs) and is logged with its run."""
+    task = load_task("legal")
+    split = resolve_trial_config(task, profile="gpu-70b-40gb")
+    assert (split.gpus, resolve_trial_config(task, profile="gpu-70b").gpus) == (2, 1)
+    assert resolve_trial_config(task, profile="gpu-70b-40gb", refit=True).gpus == 2
+    assert flat_params(split)["gpus"] == 2
+    # and the anchors share the 80 GB profile's budgets
+    assert split.budget == resolve_trial_config(task, profile="gpu-70b").budget

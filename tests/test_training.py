@@ -13,6 +13,7 @@ from transformers.models.llama.modeling_llama import eager_attention_forward
 
 from harness import model_loading, training
 from harness.config import LoraSpec, resolve_trial_config
+from harness.generation import generate_answers
 from harness.prompts import assistant_turn, prompt_turns
 from harness.task_data import load_split
 
@@ -185,6 +186,27 @@ def test_the_folded_model_generates_what_the_adapted_model_computes(tiny, quanti
     with torch.no_grad():
         got = folded(input_ids=ids).logits.float()
     assert torch.allclose(got, expected, atol=3e-2 if BF16 or quantization == "nf4" else 1e-4)  # bf16 rounding
+
+
+def test_an_adapter_left_on_its_nf4_base_answers_as_its_fold_does(legal, tiny):
+    """Where the folded 16-bit model would not fit the GPUs (70B trained in nf4), a trial generates through the
+    adapter on the quantized base: the same answers, from the same weights."""
+    reference, tokenizer = tiny
+    prompts = [prompt_turns(legal, e.text) for e in load_split(legal, "validation")[:4]]
+
+    def answers(fold):
+        model = adapted(reference, quantization="nf4", targets="all")
+        with torch.no_grad():
+            for name, parameter in model.named_parameters():
+                if "lora_B" in name:
+                    parameter.normal_(0, 0.02, generator=torch.Generator().manual_seed(len(name)))
+        generating = training.model_for_generation(model, dtype=torch.float32, fold=fold)
+        assert any("lora" in type(m).__name__.lower() for m in generating.modules()) is not fold
+        return generate_answers(generating, tokenizer, prompts, batch_size=2, max_new_tokens=12).outputs
+
+    unfolded = answers(fold=False)
+    assert unfolded == answers(fold=True)
+    assert len(unfolded) == 4 and all(unfolded)
 
 
 def test_a_merge_saves_what_an_fp32_merge_saves_without_holding_the_model_in_fp32(tiny, tmp_path):

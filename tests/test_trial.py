@@ -90,6 +90,7 @@ def test_the_run_records_every_param_metric_artifact_and_dataset(legal, mlruns):
     inputs = {(i.dataset.name, i.tags[0].value) for i in run.inputs.dataset_inputs}
     assert inputs == {("legal-train", "training"), ("legal-validation", "validation")}
     assert all(i.dataset.digest for i in run.inputs.dataset_inputs)
+    assert run.data.tags["harness.generation"] == "folded"  # a tiny model folds wherever it is
     assert {
         "config/resolved.yaml",
         "config/legal.yaml",

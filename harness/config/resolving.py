@@ -110,7 +110,14 @@ def resolve_trial_config(
             f"quantization={recipe.quantization}: profile {profile} trains in {', '.join(chosen.quantization)} only"
             f" (its model does not fit its GPU otherwise; `harness plan {task.task.name} --profile {profile}`)"
         )
-    return TrialConfig(task=task.task.name, profile=profile, model=model or chosen.model, recipe=recipe, budget=budget)
+    return TrialConfig(
+        task=task.task.name,
+        profile=profile,
+        model=model or chosen.model,
+        recipe=recipe,
+        budget=budget,
+        gpus=chosen.gpus_per_trial,
+    )
 
 
 def for_profile(task: TaskConfig, profile: str) -> TaskConfig:
@@ -139,6 +146,7 @@ def for_profile(task: TaskConfig, profile: str) -> TaskConfig:
 def flat_params(config: TrialConfig) -> dict[str, Any]:
     """The trial config as stable dotted names (`lora.r`, `train.learning_rate`, `budget.batch_size`)."""
     params: dict[str, Any] = {"task": config.task, "profile": config.profile, "model": config.model}
+    params["gpus"] = config.gpus
     params.update(recipe_values(config.recipe))
     params.update({f"budget.{k}": v for k, v in config.budget.model_dump().items()})
     return params

@@ -241,6 +241,9 @@ class ProfileSpec(Strict):
     # search samples those of the space's choices, and a recipe in another takes the first. None: any.
     quantization: tuple[Quantization, ...] | None = Field(default=None, min_length=1)
     sized_for: SizedFor | None = None  # a GPU profile: what its budget was sized for
+    # GPUs each trial's model is split over by layers (model_loading.split_by_layers): for a model that does not fit
+    # one card (70B in nf4 on 40 GB cards). `--n-workers` then gives each worker this many.
+    gpus_per_trial: int = Field(default=1, ge=1)
 
 
 class CategoricalParam(Strict):
@@ -354,6 +357,7 @@ class TrialConfig(Strict):
     model: str
     recipe: Recipe
     budget: BudgetSpec
+    gpus: int = Field(default=1, ge=1)  # GPUs the model is split over (the profile's gpus_per_trial; 1 on a CPU)
 
 
 def metric_names(fields: dict[str, FieldSpec]) -> list[str]:
