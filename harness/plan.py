@@ -19,7 +19,15 @@ from typing import Any
 from harness import estimates, machine
 from harness.config import BudgetSpec, CategoricalParam, TaskConfig, for_profile, resolve_trial_config
 from harness.errors import HarnessError
-from harness.memory import MB, MemoryEstimate, ModelShape, estimate_peak_memory, model_shape
+from harness.memory import (
+    CUDA_CONTEXT_MB,
+    MB,
+    MemoryEstimate,
+    ModelShape,
+    estimate_peak_memory,
+    generation_memory,
+    model_shape,
+)
 from harness.task_data import load_split
 
 GIB_MB = 1024.0  # MB (2^20 bytes) in a GiB
@@ -73,8 +81,6 @@ LINEUP: dict[str, dict[str, Any]] = {
 # training as slow as that figure says, on every card alike, and GPU profiles are sized on that (docs/gpu.md).
 SEED_REFIT = ("meta-llama/Llama-3.1-8B-Instruct", "a100-80gb", 3200 * 3, 4.0)  # model, card, examples, hours
 
-# The CUDA context and cuBLAS's workspace: on the card, but not in torch.cuda.max_memory_allocated.
-CUDA_CONTEXT_MB = 0.5 * GIB_MB
 # bf16 gradients (2 bytes), an fp32 master copy (4) and AdamW's two fp32 moments (8) for every weight.
 FULL_FINE_TUNING_STATE_BYTES = 14
 MAX_GPUS = 8  # the most a plan splits one model over
@@ -115,6 +121,9 @@ class PlanRow:
     search_seconds: float | None  # the whole search with its refit, as placed
     search_seconds_at_seed_speed: float | None  # the same with training as slow as the seed's figure (SEED_REFIT)
     advice: tuple[str, ...]
+    # Whether its trials fold the adapter into bf16 to generate (memory.folds_for_generation) on the GPUs a trial
+    # has; False: through the adapter on the quantized base. None: full fine-tuning, or it does not fit.
+    folds: bool | None = None
 
     @property
     def fits(self) -> bool:
@@ -135,6 +144,8 @@ class Plan:
     tokens: estimates.TokenCounts
     seed_slowdown: float  # how many times slower than the FLOP model the seed's figure trains
     rows: tuple[PlanRow, ...]
+    # Registration: the winner merged into bf16 weights and evaluated, split over all `gpus` (per GPU)
+    registration: MemoryEstimate
 
 
 def training_memory(
@@ -224,6 +235,8 @@ def make_plan(
     tokens: estimates.TokenCounts,
     trials: int = 30,
 ) -> Plan:
+    from harness.trial import GENERATION_BATCH_SIZE
+
     if gpus < 1:
         raise HarnessError(f"--gpus {gpus}: give 1 or more")
     budget = resolve_trial_config(task, profile=profile).budget
@@ -260,14 +273,25 @@ def make_plan(
         # Workers share the trials; the zero-shot baseline and the refit run once.
         return estimate.trial_seconds / gpus + estimate.zero_shot_seconds + estimate.refit_seconds
 
+    def generation(split: int) -> MemoryEstimate:
+        return generation_memory(
+            shape, weight_bytes=2, batch_size=GENERATION_BATCH_SIZE, sequence_length=budget.max_seq_length, gpus=split
+        )
+
     checkpointing = budget.gradient_checkpointing
+    per_trial = task.profiles[profile].gpus_per_trial  # a profile may split every trial, whether or not it must
     rows = []
     for method in METHODS:
         one = memory(method, checkpointing=checkpointing)
         split = next(
-            (n for n in range(2, gpus + 1) if fits(memory(method, checkpointing=checkpointing, split=n))), None
+            (
+                n
+                for n in range(max(2, per_trial), gpus + 1)
+                if fits(memory(method, checkpointing=checkpointing, split=n))
+            ),
+            None,
         )
-        if fits(one):
+        if per_trial == 1 and fits(one):
             placement, chosen = ("one GPU" if gpus == 1 else f"a worker on each of {gpus} GPUs"), one
         elif split is not None:
             placement, chosen = f"split over {split} GPUs", memory(method, checkpointing=checkpointing, split=split)
@@ -285,11 +309,17 @@ def make_plan(
                 search_seconds=placed(search, placement) if lora else None,
                 search_seconds_at_seed_speed=placed(slow, placement) if lora else None,
                 advice=() if placement != "does not fit" else tuple(_advice(method, memory, fits, budget, gpus)),
+                folds=(
+                    fits(generation(split if placement.startswith("split") and split else 1))
+                    if lora and placement != "does not fit"
+                    else None
+                ),
             )
         )
     return Plan(
-        task.task.name, profile, model, shape, gpu, gpus, budget, adapter, trials, tokens, slowdown, tuple(rows)
-    )
+        task.task.name, profile, model, shape, gpu, gpus, budget, adapter, trials, tokens, slowdown, tuple(rows),
+        registration=generation(gpus),
+    )  # fmt: skip
 
 
 def drawn_rows(made: Plan, task: TaskConfig) -> list[PlanRow]:

@@ -19,16 +19,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from harness import model_loading, tracking, training
+from harness import machine, model_loading, tracking, training
 from harness.config import DEFAULT_MAX_NEW_TOKENS, TaskConfig, resolve_trial_config
 from harness.errors import HarnessError
 from harness.generation import AnswerReporter
-from harness.memory import release_freed_memory
+from harness.memory import folds_for_generation, generation_memory, read_model_shape, release_freed_memory
 from harness.prompts import assistant_turn, prompt_turns
 from harness.search.coordination import registration_claim
 from harness.search.study import find_trial
 from harness.task_data import load_split
-from harness.trial import evaluate_model
+from harness.trial import GENERATION_BATCH_SIZE, evaluate_model
 from harness.trial_process import run_trial_in_own_process
 
 
@@ -136,6 +136,32 @@ def register_after_search(
             return None, why
         on_start(why)
         return register_trial(task, study_name=study_name, storage=storage, reporter=reporter), why
+
+
+def check_the_gpus_hold_registration(task: TaskConfig, *, profile: str, model: str | None = None) -> None:
+    """Refuse, before a search trains for hours, a registration the GPUs here cannot hold: it merges the winner into
+    bf16 weights and evaluates them, split by layers over every GPU this process sees (Llama 3.1 70B: 141 GB, more
+    than two 40 GB cards). No GPU: nothing to check (a CPU profile's model is small)."""
+    gpu_memory_mb = machine.smallest_gpu_memory_mb()
+    if gpu_memory_mb is None:
+        return
+    config = resolve_trial_config(task, profile=profile, model=model)
+    model_dir = model_loading.resolve_model(config.model, weights=False).path
+    gpus = machine.gpu_count()
+    needed = generation_memory(
+        read_model_shape(model_dir),
+        weight_bytes=2,
+        batch_size=GENERATION_BATCH_SIZE,
+        sequence_length=config.budget.max_seq_length,
+        gpus=gpus,
+    )
+    if not folds_for_generation(needed, gpu_memory_mb):
+        raise HarnessError(
+            f"registration merges the winner into bf16 and evaluates it: {needed.total_mb / 1024:.0f} GiB per GPU"
+            f" over the {gpus} GPU(s) here, which hold {gpu_memory_mb / 1024:.0f} GiB each. Search with"
+            f" --no-register, then `harness register {task.task.name} --profile {profile}` where more or larger"
+            f" GPUs are (`harness plan {task.task.name} --profile {profile} --gpu ... --gpus N` says which fit)"
+        )
 
 
 def register_run(task: TaskConfig, run_id: str, *, reporter: AnswerReporter | None = None) -> Registration:

@@ -155,7 +155,10 @@ def test_plan_says_70b_qlora_takes_two_a100_40gb_and_what_else_would_fit():
     rows = {line.split("│")[1].strip(): line for line in result.stdout.splitlines() if line.startswith("│ ")}
     assert "split over 2 GPUs" in rows["qlora-4bit"] and "does not fit" in rows["lora-16bit"]
     assert "lora-16bit: fits split over 5 GPUs of this kind (--gpus 5)" in result.stdout
-    assert "Split by layers is planned, not yet run: harness trains each trial on one GPU today" in result.stdout
+    text = " ".join(result.stdout.split())
+    assert "qlora-4bit: its trials generate through the adapter on the nf4 base" in text
+    assert "registration: the winner merged into bf16 and evaluated needs 70.3 GiB per GPU split over 2 x 40" in text
+    assert "does NOT fit" in text
     # Offline, the lineup's tokenizer is not at hand: the times say they are upper bounds.
     assert "the times are upper bounds" in " ".join(result.stdout.split())
 

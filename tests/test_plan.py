@@ -13,7 +13,7 @@ import pytest
 from harness.config import for_profile, load_task
 from harness.errors import HarnessError
 from harness.estimates import TokenCounts
-from harness.memory import MB, model_shape
+from harness.memory import MB, folds_for_generation, model_shape
 from harness.plan import (
     GPUS,
     LINEUP,
@@ -153,24 +153,54 @@ GPU_PROFILES = [name for name, profile in load_task("legal").profiles.items() if
 
 def test_the_seeds_whole_lineup_has_a_profile_sized_for_a_gpu():
     task = load_task("legal")
-    assert sorted(task.profiles[name].model for name in GPU_PROFILES) == sorted(LINEUP)
+    assert {task.profiles[name].model for name in GPU_PROFILES} == set(LINEUP)
 
 
-@pytest.mark.parametrize("profile", GPU_PROFILES)
-def test_each_gpu_profile_fits_the_gpus_and_hours_it_states(profile):
-    """Every base quantization its trials may draw fits one of the stated cards (a trial runs on one GPU), and the
-    30-trial search with its refit takes at most the stated hours as `harness plan` estimates them with the task's
-    own token counts: at the seed's speed, the pessimistic estimate (the FLOP model's is several times faster)."""
+def sized_plan(profile):
+    """The profile as `harness plan legal --profile P` plans it: on the cards it was sized for."""
     task = for_profile(load_task("legal"), profile)
     spec = task.profiles[profile]
     sized = spec.sized_for
     shape, tokens, _ = model_and_tokens(task, spec.model, tokenizer_spec=task.profiles["cpu"].model)
     made = make_plan(task, profile=profile, model=spec.model, shape=shape, gpu=known_gpu(sized.gpu), gpus=sized.gpus,
                      tokens=tokens)  # fmt: skip
+    return task, made
+
+
+@pytest.mark.parametrize("profile", GPU_PROFILES)
+def test_each_gpu_profile_registers_on_its_cards_or_says_to_search_with_no_register(profile):
+    """Registration merges the winner into bf16 split over all the machine's GPUs; where they cannot hold it (70B
+    on two 40 GB cards), the profile says so when chosen, and `harness search` refuses to start without
+    --no-register rather than fail after the trials."""
+    task, made = sized_plan(profile)
+    holds = folds_for_generation(made.registration, made.gpu.memory_gib * 1024)
+    assert holds is ("--no-register" not in task.profiles[profile].why), made.registration.total_mb / 1024
+
+
+def test_a_70b_trial_on_80_gb_generates_through_its_adapter_and_on_two_cards_registers_folded():
+    """141 GB of bf16 weights fit no single card of the lineup's, and fit two 80 GB ones."""
+    _, made = sized_plan("gpu-70b")
+    (row,) = drawn_rows(made, load_task("legal"))
+    assert row.folds is False
+    assert 60 < made.registration.total_mb / 1024 < 80
+
+
+@pytest.mark.parametrize("profile", GPU_PROFILES)
+def test_each_gpu_profile_fits_the_gpus_and_hours_it_states(profile):
+    """Every base quantization its trials may draw fits one of the stated cards (or the profile's gpus_per_trial of
+    them, the model split by layers), and the 30-trial search with its refit takes at most the stated hours as
+    `harness plan` estimates them with the task's own token counts: at the seed's speed, the pessimistic estimate
+    (the FLOP model's is several times faster)."""
+    task, made = sized_plan(profile)
+    spec = task.profiles[profile]
+    sized = spec.sized_for
     rows = drawn_rows(made, task)
     assert len(rows) == len(task.search.params["quantization"].choices)
+    placements = ("one GPU", f"a worker on each of {sized.gpus} GPUs")
+    if spec.gpus_per_trial > 1:
+        placements = (f"split over {spec.gpus_per_trial} GPUs",)
     for row in rows:
-        assert row.placement in ("one GPU", f"a worker on each of {sized.gpus} GPUs"), (row.method.name, row.placement)
+        assert row.placement in placements, (row.method.name, row.placement)
         assert row.search_seconds < row.search_seconds_at_seed_speed <= sized.hours * 3600, (
             row.method.name,
             row.search_seconds_at_seed_speed / 3600,

@@ -21,6 +21,7 @@ from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import TrialState
 
 from harness import workers
+from harness.errors import HarnessError
 from tests.conftest import POSTGRES_PASSWORD
 
 HARNESS = str(Path(sys.executable).parent / "harness")
@@ -183,7 +184,7 @@ def test_a_worker_killed_mid_trial_on_postgresql_is_failed_by_heartbeat_and_retr
 def test_n_workers_share_a_journal_file_and_take_over_a_killed_worker_trial(tmp_path):
     mlruns = tmp_path / "mlruns"
     pool = subprocess.Popen(
-        [HARNESS, "search", "legal", "--trials", "6", "--profile", "smoke", "--n-workers", "2", "--no-register"],
+        [HARNESS, "search", "legal", "--trials", "6", "--profile", "smoke", "--n-workers", "2"],
         env=environment(mlruns), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     load = loader(str(mlruns / "optuna-journal.log"))
@@ -193,6 +194,8 @@ def test_n_workers_share_a_journal_file_and_take_over_a_killed_worker_trial(tmp_
     assert pool.returncode == 0, stderr[-3000:]
     assert f"(pid {pid}) was killed by SIGKILL; the other workers take over its trial" in stderr
     assert "worker 0: " in stdout and "top trials by f1_micro" in stdout
+    # The workers only searched; the pool's process, which sees all of the machine's GPUs, registered the winner.
+    assert stdout.count("Registering the best trial") == 1 and "Not registering here" not in stdout
 
     study = load()
     tracking_uri = f"sqlite:///{mlruns / 'mlflow.db'}"
@@ -204,6 +207,9 @@ def test_n_workers_share_a_journal_file_and_take_over_a_killed_worker_trial(tmp_
     assert failed_run.data.tags["harness.error"].startswith(f"worker {socket.gethostname()}:{pid} died")
     (retry,) = [t for t in study.trials if t.system_attrs.get("failed_trial") == killed_number]
     assert retry.state in FINISHED and retry.params == killed.params and worker_pid(retry) != pid
+    client = MlflowClient(tracking_uri=tracking_uri)
+    (version,) = client.search_model_versions("name='legal-extractor'")
+    assert client.get_model_version_by_alias("legal-extractor", "challenger").version == version.version
 
 
 def test_workers_get_a_gpu_each_round_robin():
@@ -211,6 +217,13 @@ def test_workers_get_a_gpu_each_round_robin():
     assert [s.environment["CUDA_VISIBLE_DEVICES"] for s in slots] == ["0", "1", "0"]
     assert [s.environment["HARNESS_WORKER_INDEX"] for s in slots] == ["0", "1", "2"]
     assert all(not s.cpus for s in slots)
+
+
+def test_workers_whose_trials_split_over_two_gpus_get_two_each():
+    slots = workers.plan_workers(3, gpus=["0", "1", "2", "3", "4"], cpus={0}, gpus_per_worker=2)
+    assert [s.environment["CUDA_VISIBLE_DEVICES"] for s in slots] == ["0,1", "2,3", "0,1"]  # GPU 4 left idle
+    with pytest.raises(HarnessError, match=r"over 2 GPUs .* shows 1"):
+        workers.plan_workers(1, gpus=["0"], cpus={0}, gpus_per_worker=2)
 
 
 def test_workers_without_a_gpu_split_the_cores():

@@ -158,8 +158,16 @@ def search(
     index = worker_index if worker_index is not None else workers.worker_index_from_environment()
     options = dataclasses.replace(options, storage=storage_url, worker_index=index)
     uri = tracking.configure(tracking_uri)
+    if options.register and not pool_worker:
+        from harness.registry import check_the_gpus_hold_registration
+
+        check_the_gpus_hold_registration(config, profile=chosen, model=model)  # now, not after hours of trials
     if n_workers > 1:
-        _run_worker_pool(task, config, options, n_workers, uri)
+        # The workers only search; this process, which sees every GPU of the machine (a worker sees its own),
+        # registers once they are done: a 70B model merged in bf16 needs two 80 GB cards.
+        pool_summary = _run_worker_pool(task, config, dataclasses.replace(options, register=False), n_workers, uri)
+        if options.register and pool_summary.best is not None:
+            _register_best(config, pool_summary, trials, storage_url)
         return
     if not pool_worker:
         console.print(f"profile [bold]{chosen}[/bold] ({reason})", highlight=False)
@@ -210,8 +218,8 @@ def _register_best(config: Any, summary: Any, trials: int, storage_url: str | No
     _print_registration(registration)
 
 
-def _run_worker_pool(task: str, config: Any, options: Any, count: int, uri: str) -> None:
-    """`--n-workers K`: prints where each worker runs, each one that fails, and the study's summary."""
+def _run_worker_pool(task: str, config: Any, options: Any, count: int, uri: str) -> Any:
+    """`--n-workers K`: prints where each worker runs, each one that fails, and the study's summary; returns it."""
     from harness import workers
 
     def report(exit: Any) -> None:
@@ -239,6 +247,7 @@ def _run_worker_pool(task: str, config: Any, options: Any, count: int, uri: str)
             + ("; run the same command again to resume" if pool.finished < options.trials else "")
         )
         raise typer.Exit(1)
+    return pool.summary
 
 
 def _run_with_progress(config: Any, options: Any, *, quiet: bool) -> Any:
@@ -317,6 +326,8 @@ def register(
     if (run or model) and (study or trial is not None or no_refit):
         raise HarnessError("--study, --trial and --no-refit choose a study's trial; they do not apply to --run/--model")
     chosen, _ = choose_profile(config, profile, trains=True)
+    if not run:  # (a run's adapter is on its own base model)
+        registry.check_the_gpus_hold_registration(config, profile=chosen, model=model)
     tracking.configure(tracking_uri)
     progress = ConsoleProgress(errors, "refit")
     if run:
@@ -439,11 +450,20 @@ def plan(
     for row in made.rows:
         for advice in row.advice:
             console.print(f"{row.method.name}: {advice}", markup=False)
-    if any(row.placement.startswith("split") for row in made.rows):
-        console.print(
-            "Split by layers is planned, not yet run: harness trains each trial on one GPU today (docs/gpu.md).",
-            markup=False,
-        )
+    for row in made.rows:
+        if row.folds is False:
+            console.print(
+                f"{row.method.name}: its trials generate through the adapter on the {row.method.quantization} base"
+                " (slower, not in the times above): the adapter folded into bf16 would not fit a trial's GPUs",
+                markup=False,
+            )
+    merged = made.registration.total_mb / 1024
+    console.print(
+        f"registration: the winner merged into bf16 and evaluated needs {merged:.1f} GiB per GPU"
+        f" {'split over' if gpus > 1 else 'on'} {gpus} x {card.memory_gib:g} GiB: "
+        + ("fits" if merged <= card.memory_gib else "does NOT fit; register on more or larger GPUs (docs/gpu.md)"),
+        markup=False,
+    )
     console.print(
         "Memory: harness's estimate (weights, adapter and AdamW state, activations, logits, CUDA context), checked"
         " against published tables (docs/gpu.md). Time: its FLOP model at the card's rate; bitsandbytes' own"
