@@ -1,4 +1,5 @@
-"""The GPU check: each CUDA path of harness run once, on one GPU, in at most ten minutes, into one JSON of figures.
+"""The GPU check: each CUDA path of harness run once, on one GPU (two for one step), in at most ten minutes, into one
+JSON of figures.
 
     python3 bench/gpu_check.py [--out gpu-check.json] [--budget 540] [--dry-run]
 
@@ -9,6 +10,7 @@ records for each: ok, failed (with the last lines of its output) or not run (wit
 - `tiny-bf16`: `harness train legal --profile smoke`, a trial on CUDA in bf16, its planned peak beside
   `torch.cuda.max_memory_allocated`;
 - `tiny-nf4`: the same with `quantization=nf4`, bitsandbytes' 4-bit on CUDA, trained and folded;
+- `split-2gpu` (where there are two GPUs): `tiny-nf4` with the model split by layers over both (`device_map`);
 - `smollm2-bf16`: `harness train legal --profile cpu` for 8 steps, the embedded model on CUDA;
 - `search`: `harness search legal --profile smoke --trials 3`, trials spawned in processes of their own, the refit
   and the registration;
@@ -52,6 +54,7 @@ class Step:
     timeout_seconds: int
     after: str | None = None  # a step whose success this one needs
     shows: str = ""
+    gpus: int = 1  # the GPUs it is shown (CUDA_VISIBLE_DEVICES): a `harness train` uses every GPU it sees
 
 
 STEPS = (
@@ -68,6 +71,14 @@ STEPS = (
         (*TRAINING, "bitsandbytes"),
         120,
         shows="bitsandbytes nf4 on CUDA, trained and merged",
+    ),
+    Step(
+        "split-2gpu",
+        ["train", "legal", "--profile", "smoke", "--set", "budget.max_steps=8", "--set", "quantization=nf4"],
+        (*TRAINING, "bitsandbytes"),
+        120,
+        shows="a trial's model split by layers over two GPUs (model_loading.split_by_layers), nf4, trained and merged",
+        gpus=2,
     ),
     Step(
         "smollm2-bf16",
@@ -103,6 +114,16 @@ class Outcome:
     figures: dict[str, Any] = field(default_factory=dict)
 
 
+def visible_gpus() -> list[str]:
+    """As `harness.machine.visible_gpus` (not imported: this script runs before harness is importable there)."""
+    import torch
+
+    named = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if named is not None:
+        return [gpu.strip() for gpu in named.split(",") if gpu.strip() and gpu.strip() != "-1"]
+    return [str(i) for i in range(torch.cuda.device_count())]
+
+
 def missing_modules(needs: tuple[str, ...]) -> list[str]:
     return [name for name in needs if importlib.util.find_spec(name) is None]
 
@@ -115,6 +136,8 @@ def vllm_python() -> Path:
 
 def why_not(step: Step, done: dict[str, Outcome]) -> str:
     """Why a step cannot run here, or "" when it can."""
+    if step.gpus > 1 and step.gpus > len(visible_gpus()):
+        return f"needs {step.gpus} GPUs; this machine shows {len(visible_gpus())}"
     if step.name == "serve-check" and not vllm_python().exists():
         return f"no vLLM here ({vllm_python()}; HARNESS_VLLM_PYTHON names one): vLLM's CUDA build is too big to carry"
     missing = missing_modules(step.needs)
@@ -141,6 +164,7 @@ def run_step(step: Step, environment: dict[str, str], seconds_left: float) -> Ou
     timeout = min(step.timeout_seconds, seconds_left)
     started = time.perf_counter()
     command = [sys.executable, "-m", "harness", *step.command]
+    environment = {**environment, "CUDA_VISIBLE_DEVICES": ",".join(visible_gpus()[: step.gpus])}
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=environment, cwd=REPO)
     except subprocess.TimeoutExpired:
@@ -156,7 +180,7 @@ def figures_of(step: Step, stdout: str) -> dict[str, Any]:
     """What a step's output says: a trial's metrics (the planned and measured peak among them), or its lines."""
     if step.command[0] == "train":
         metrics = last_json_line(stdout)
-        keep = ("train_loss", "f1_micro", "json_valid_rate", "train_seconds", "train_tokens_per_second")
+        keep = ("train_loss", "f1_micro", "json_valid_rate", "train_seconds", "train_tokens_per_second", "gpus")
         figures = {key: metrics[key] for key in (*keep, "peak_memory_mb", "train_peak_memory_mb") if key in metrics}
         planned = metrics.get("estimated_peak_memory_mb")
         measured = metrics.get("train_peak_memory_mb") or metrics.get("peak_memory_mb")  # the estimate is training's

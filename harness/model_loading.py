@@ -138,6 +138,12 @@ def gpu_placement(model: ResolvedModel) -> dict[str, Any] | None:
     return split_by_layers(model, list(range(torch.cuda.device_count())))
 
 
+def gpus_holding(model: Any) -> int:
+    """How many GPUs a loaded model's parts are on (0: the CPU)."""
+    placement = getattr(model, "hf_device_map", None) or {}
+    return len({device for device in placement.values() if device not in ("cpu", "disk", "meta")})
+
+
 def split_by_layers(model: ResolvedModel, devices: list[Any]) -> dict[str, Any]:
     """A `device_map` that splits a Llama-family model over `devices` by whole decoder layers, in contiguous even
     shares (the first devices a layer more where they do not divide): what runs before the layers (embeddings,

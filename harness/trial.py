@@ -117,6 +117,7 @@ def run_trial(
                 seed=config.recipe.seed,
             )
             trainable_params = training.trainable_parameters(model)
+            gpus = model_loading.gpus_holding(base)  # the GPUs this process sees (a trial's: its profile's count)
             # train
             trained = training.train_adapter(
                 model,
@@ -154,6 +155,7 @@ def run_trial(
             "estimated_peak_memory_mb": estimate.total_mb,  # beside the measures: `harness train` prints them
             "trainable_params": trainable_params,
             "train_steps": trained.steps,
+            "gpus": gpus,
         }
         # The adapter and the answers first: a run never shows figures for an adapter it could not store.
         run.directory(adapter_dir / "adapter", "adapter")

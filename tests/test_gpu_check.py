@@ -80,3 +80,11 @@ def test_the_carry_holds_what_the_checks_steps_import_and_nothing_the_image_has(
     assert "bitsandbytes" not in needed  # too big to travel, named as left out
     for name, version in needed.items():
         assert version == importlib.metadata.version(name)  # the versions the tests pass with
+
+
+def test_the_split_step_needs_two_gpus_and_says_so_where_there_are_fewer(monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    split = next(step for step in gpu_check.STEPS if step.name == "split-2gpu")
+    assert gpu_check.why_not(split, {}) == "needs 2 GPUs; this machine shows 1"
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    assert not gpu_check.why_not(split, {}).startswith("needs 2 GPUs")

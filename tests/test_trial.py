@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from harness import tracking
+from harness import machine, tracking
 from harness.config import metric_names, resolve_trial_config
 from harness.errors import HarnessError, TrialStopped
 from harness.training import SilentReporter
@@ -84,6 +84,7 @@ def test_the_run_records_every_param_metric_artifact_and_dataset(legal, mlruns):
     assert all(isinstance(value, float) for value in metrics.values())
     assert any(name.startswith("system/") for name in metrics)  # MLflow system metrics
     assert metrics["peak_memory_mb"] > 100 and metrics["trainable_params"] == 28672
+    assert metrics["gpus"] == (machine.gpu_count() if machine.has_cuda() else 0)  # the model's on the CPU here
     assert 100 < metrics["train_peak_memory_mb"] <= metrics["peak_memory_mb"]  # training's, within the trial's
     history = MlflowClient().get_metric_history(result.run_id, "train_loss")
     assert [m.step for m in history] == [2] and history[0].value > 0
