@@ -432,3 +432,63 @@ def export_version(
         record |= {"merged_f1_micro": merged["f1_micro"]}
     tracking.tag_model_version(name, number, {f"{EXPORT_TAG}.{form}.{quant}": json.dumps(record)})
     return Export(name, number, form, file, convert_seconds, test, merged, merged_source, eval_set)
+
+
+def form_name(format: str, quant: str) -> str:
+    """A form as `harness pick` and the forms page name it: `gguf-q4_k_m`, `w4a16-gptq`."""
+    return f"{W4A16}-{format}" if format in W4A16_FORMATS else f"{format}-{quant}"
+
+
+def recorded_forms(tags: dict[str, str]) -> list[str]:
+    """The forms `harness export` recorded on a version (its tags), by name."""
+    forms = []
+    for key in tags:
+        if key.startswith(f"{EXPORT_TAG}."):
+            format, _, quant = key.removeprefix(f"{EXPORT_TAG}.").partition(".")
+            forms.append(form_name(format, quant))
+    return sorted(forms)
+
+
+def recorded_export(task: TaskConfig, *, alias: str, form: str) -> tuple[int, dict[str, Any]]:
+    """The version at `alias` and what `harness export` recorded on it for `form` (`w4a16-gptq`, `gguf-q8_0`: as
+    `harness pick` names forms), after checking that the export is still there and still what was recorded (its
+    digest): what `harness serve --form` serves and holds its answers against."""
+    name = task.registered_name
+    found = find_version(name, alias=alias, hint=f" (run `harness register {task.task.name}` first)")
+    number = int(found.version)
+    kind, _, detail = form.partition("-")
+    if kind == W4A16 and detail in W4A16_FORMATS:
+        format, quant = detail, W4A16
+    elif kind == "gguf" and detail in GGUF_QUANTS:
+        format, quant = "gguf", detail
+    else:
+        adapter = (
+            " (an adapter's GGUF is served on its base: llama-server --lora)" if form.startswith("gguf-lora") else ""
+        )
+        raise HarnessError(
+            f"form {form!r} is not one harness serves{adapter}; expected {W4A16}-gptq, {W4A16}-awq or gguf-<quant>"
+            f" ({', '.join(GGUF_QUANTS)})"
+        )
+    raw = found.tags.get(f"{EXPORT_TAG}.{format}.{quant}")
+    if raw is None:
+        recorded = ", ".join(recorded_forms(found.tags)) or "none"
+        raise HarnessError(
+            f"{name} v{number} (@{alias}) has no {form} export (recorded: {recorded}); write it with"
+            f" `harness export {task.task.name} --version {number} --format {format}"
+            + ("`" if format in W4A16_FORMATS else f" --quant {quant}`")
+        )
+    record: dict[str, Any] = json.loads(raw)
+    path = Path(record["file"])
+    if not path.exists():
+        raise HarnessError(
+            f"{name} v{number}'s {form} export was written to {path}, which is gone: write it again with"
+            f" `harness export {task.task.name} --version {number} --format {format}`"
+        )
+    held = describe_gguf(path, quant=quant) if format == "gguf" else describe_w4a16(path, quant=quant)
+    if held.sha256 != record["sha256"]:
+        raise HarnessError(
+            f"{path} is not the {form} export recorded on {name} v{number} (sha256 {held.sha256[:12]}, recorded"
+            f" {record['sha256'][:12]}): write it again with `harness export {task.task.name} --version {number}"
+            f" --format {format}`, or serve what it holds with vLLM or llama-server directly"
+        )
+    return number, record

@@ -279,12 +279,13 @@ def ask(
 @dataclass
 class ServingCheck:
     served: dict[str, float]
-    offline: dict[str, float]
-    identical: float  # share of served answers character-for-character equal to the offline ones
+    offline: dict[str, float]  # what the served answers are held against (`reference` says what it is)
+    identical: float | None  # share of served answers character-for-character equal to the offline ones
     parity_tolerance: float
     throughput: dict[int, tuple[float, float, float]]  # concurrency -> tokens/s, p50 s, p95 s
     constrained: dict[str, float] | None = None  # with `response_format` = the task's JSON Schema (--json-schema)
     constrained_throughput: tuple[float, float, float] | None = None  # concurrency 16
+    reference: str = "offline (transformers)"
 
     @property
     def delta(self) -> float:
@@ -300,15 +301,16 @@ def check_server(
     server: Server,
     task: TaskConfig,
     examples: list[Example],
-    offline: tuple[dict[str, float], list[str]],
+    offline: tuple[dict[str, float], list[str] | None],
     *,
     max_tokens: int,
     parity_tolerance: float = 0.02,
     json_schema: dict[str, Any] | None = None,
+    reference: str = "offline (transformers)",
 ) -> ServingCheck:
     """Score the served model on the examples (concurrency 16) and compare with the offline evaluation (its
-    metrics and answers); measure throughput and latency at concurrency 1 (on 16 examples) and 16. With
-    `json_schema`, score a second pass decoded under it (`response_format`): parity is always judged
+    metrics, and its answers where given); measure throughput and latency at concurrency 1 (on 16 examples) and 16.
+    With `json_schema`, score a second pass decoded under it (`response_format`): parity is always judged
     unconstrained, as offline decoding is."""
 
     def scored(run: ServedRun) -> dict[str, float]:
@@ -317,13 +319,17 @@ def check_server(
     concurrent = ask(openai, server.served_name, task, examples, max_tokens=max_tokens, concurrency=16)
     single = ask(openai, server.served_name, task, examples[:16], max_tokens=max_tokens, concurrency=1)
     offline_metrics, offline_outputs = offline
-    same = sum(a.strip() == b.strip() for a, b in zip(concurrent.outputs, offline_outputs, strict=True))
+    identical = None
+    if offline_outputs is not None:
+        same = sum(a.strip() == b.strip() for a, b in zip(concurrent.outputs, offline_outputs, strict=True))
+        identical = same / len(examples) if examples else 0.0
     check = ServingCheck(
         scored(concurrent),
         offline_metrics,
-        same / len(examples) if examples else 0.0,
+        identical,
         parity_tolerance,
         {concurrency: _speed(run) for concurrency, run in ((1, single), (16, concurrent))},
+        reference=reference,
     )
     if json_schema is not None:
         constrained = ask(
@@ -391,6 +397,59 @@ def serve_registered(
         return server, number, adapter_dir
     model_dir = registry.materialise_version(name, number)
     return start_server(model_dir, name, options, log_path=log_path), number, model_dir
+
+
+def serve_registered_form(
+    task: TaskConfig, alias: str, form: str, options: ServerOptions
+) -> tuple[Server, int, dict[str, Any]]:
+    """Serve the version at `alias` in a form `harness export` wrote for it (`export.recorded_export`: as `harness
+    pick` names it): a W4A16 checkpoint on vLLM, in the 16-bit activations its int4 kernels take
+    (`int4_weights_dtype`); a GGUF file on llama.cpp's server (`make llama-server` builds it). Returns the server,
+    the version number and the export's record."""
+    from harness import export, tracking
+
+    version, record = export.recorded_export(task, alias=alias, form=form)
+    name = task.registered_name
+    log_path = tracking.mlruns_dir() / "serving" / f"{name}-v{version}-{form}-{options.port}.log"
+    if form.startswith("w4a16-"):
+        options = ServerOptions(**{**options.__dict__, "dtype": int4_weights_dtype()})
+        return start_server(Path(record["file"]), name, options, log_path=log_path), version, record
+    return start_llama_server(Path(record["file"]), name, options, log_path=log_path), version, record
+
+
+def check_registered_form(
+    task: TaskConfig,
+    server: Server,
+    version: int,
+    record: dict[str, Any],
+    api_key: str | None,
+    *,
+    json_schema: bool = False,
+) -> ServingCheck:
+    """The stored test set through a served export vs the scores `harness export` recorded for it (its own, not the
+    merged model's: a 4-bit form is held to what it scored, the merged model's loss is the export's to show)."""
+    from harness import registry, tracking
+    from harness.prompts import output_schema
+    from harness.task_data import load_split
+
+    found = tracking.model_version(task.registered_name, version=version)
+    max_tokens = registry.max_new_tokens_for(task, found.tags if found else {})
+    if "f1_micro" not in record:
+        raise HarnessError(
+            f"the export at {record['file']} was written without its check (--no-check): nothing recorded to hold"
+            " its answers against; export it again with the check"
+        )
+    recorded = {key: float(record[key]) for key in ("f1_micro", "json_valid_rate")}
+    return check_server(
+        client(server, api_key),
+        server,
+        task,
+        load_split(task, "test"),
+        (recorded, None),
+        max_tokens=max_tokens,
+        json_schema=output_schema(task) if json_schema else None,
+        reference="at export",
+    )
 
 
 def check_registered(

@@ -237,3 +237,34 @@ def test_a_gptq_export_is_calibrated_on_the_task_served_by_vllm_scored_and_recor
     assert f"{record['f1_micro']:.4f} from the gptq checkpoint served by vLLM" in done.stdout
     assert f"{record['merged_f1_micro']:.4f} merged" in done.stdout
     assert 0.0 <= record["json_valid_rate"] <= 1.0
+
+
+def test_serving_a_form_the_version_lacks_names_the_forms_it_has_and_the_export_command(smoke_study, smoke_store):
+    tracking.tag_model_version("legal-extractor", 1, {"harness.export.gguf.q8_0": json.dumps({"file": "x"})})
+    with pytest.raises(HarnessError) as refused:
+        export.recorded_export(smoke_study.task, alias="challenger", form="w4a16-gptq")
+    assert str(refused.value) == (
+        "legal-extractor v1 (@challenger) has no w4a16-gptq export (recorded: gguf-q8_0); write it with"
+        f" `harness export {smoke_study.task.task.name} --version 1 --format gptq`"
+    )
+    with pytest.raises(HarnessError, match=r"form 'gguf-lora-f16' is not one harness serves \(an adapter's GGUF"):
+        export.recorded_export(smoke_study.task, alias="challenger", form="gguf-lora-f16")
+    with pytest.raises(HarnessError, match=r"form 'q4_k_m' is not one harness serves; expected w4a16-gptq"):
+        export.recorded_export(smoke_study.task, alias="challenger", form="q4_k_m")
+
+
+def test_an_export_changed_or_gone_since_it_was_recorded_is_not_served(tiny, smoke_study, smoke_store, tmp_path):
+    written = export.convert_to_gguf(tiny, tmp_path / "tiny-q8_0.gguf", quant="q8_0")
+    record = {"file": str(written.path), "sha256": written.sha256}
+    tracking.tag_model_version("legal-extractor", 1, {"harness.export.gguf.q8_0": json.dumps(record)})
+    assert export.recorded_export(smoke_study.task, alias="challenger", form="gguf-q8_0") == (1, record)
+    with written.path.open("r+b") as file:  # one byte of the weights changed after the export
+        file.seek(-1, 2)
+        last = file.read(1)
+        file.seek(-1, 2)
+        file.write(bytes([last[0] ^ 1]))
+    with pytest.raises(HarnessError, match=r"tiny-q8_0.gguf is not the gguf-q8_0 export recorded on legal-extractor"):
+        export.recorded_export(smoke_study.task, alias="challenger", form="gguf-q8_0")
+    written.path.unlink()
+    with pytest.raises(HarnessError, match=r"written to .*tiny-q8_0.gguf, which is gone: write it again with"):
+        export.recorded_export(smoke_study.task, alias="challenger", form="gguf-q8_0")

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from openai import OpenAI
 
-from harness import registry, serving, tracking
+from harness import export, registry, serving, tracking
 from harness.errors import HarnessError
 from harness.promotion import promote
 from harness.task_data import load_split
@@ -267,3 +267,49 @@ def test_a_missing_llama_cpp_server_is_a_clear_error_naming_how_to_build_it(monk
         serving.start_llama_server(
             tmp_path / "model.gguf", "legal-extractor", serving.ServerOptions(), log_path=tmp_path
         )
+
+
+def export_champion(task, mlruns: Path, out: Path, **options) -> export.Export:
+    """`harness export` of the champion (the fixed-answer v2), in the champion's stores."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HARNESS_MLRUNS", str(mlruns))
+        tracking.configure()
+        return export.export_version(task, alias="champion", out=out, **options)
+
+
+def check_served_form(task_path: Path, mlruns: Path, form: str, made: export.Export) -> None:
+    """`harness serve --form FORM --check`: the export served, its answers scored and held to its own scores at
+    export (not the merged model's), the registry's name served."""
+    port = free_port()
+    result, pid = serve(task_path, mlruns, port, "--form", form)
+    try:
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert f"(@champion, form {form}, {made.file.path.resolve()})" in result.stdout
+        assert "served vs at export" in result.stdout and "parity passes" in result.stdout
+        served, at_export = f1_micro_served_and_offline(result.stdout)
+        assert at_export == round(made.test["f1_micro"], 4)
+        assert served == pytest.approx(at_export, abs=0.02)
+        assert "answers identical" not in result.stdout  # no offline answers of the export's to compare with
+        status, models = get(f"http://127.0.0.1:{port}/v1/models", "sesame")
+        assert status == 200 and [m["id"] for m in models["data"]] == ["legal-extractor"]
+    finally:
+        stop(pid)
+
+
+@pytest.mark.slow
+def test_serve_form_serves_the_gptq_export_on_vllm_and_holds_it_to_its_score_at_export(champion, tmp_path):
+    task, task_path, mlruns = champion
+    made = export_champion(task, mlruns, tmp_path / "v2-gptq", format="gptq", quant="w4a16")
+    assert made.test["f1_micro"] > 0.1, made.test  # the fixed answer survives int4: a parity that can fail
+    check_served_form(task_path, mlruns, "w4a16-gptq", made)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not (Path(sys.prefix) / "bin" / "llama-server").exists(), reason="llama-server not built (make llama-server)"
+)
+def test_serve_form_serves_a_gguf_export_on_llama_cpps_server(champion, tmp_path):
+    task, task_path, mlruns = champion
+    made = export_champion(task, mlruns, tmp_path / "v2-q8_0.gguf", quant="q8_0")
+    assert made.test["f1_micro"] > 0.1, made.test
+    check_served_form(task_path, mlruns, "gguf-q8_0", made)

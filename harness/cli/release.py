@@ -12,6 +12,7 @@ import typer
 from rich.table import Table
 
 from harness.cli.app import TaskArgument, TrackingUriOption, app, console, errors
+from harness.errors import HarnessError
 
 
 @app.command()
@@ -140,6 +141,13 @@ def serve(
     lora: Annotated[
         bool, typer.Option("--lora", help="Serve the base model with the version's adapter unmerged (vLLM LoRA).")
     ] = False,
+    form: Annotated[
+        str | None,
+        typer.Option(
+            help="Serve a form `harness export` wrote for the version, as `harness pick` names it: w4a16-gptq,"
+            " w4a16-awq (vLLM), gguf-q4_k_m and the other GGUF quants (llama.cpp's server: make llama-server)."
+        ),
+    ] = None,
     json_schema: Annotated[
         bool,
         typer.Option("--json-schema", help="Constrain answers to the task's JSON Schema (response_format)."),
@@ -150,7 +158,8 @@ def serve(
     detach: Annotated[bool, typer.Option("--detach", help="Leave the server running in the background.")] = False,
     tracking_uri: TrackingUriOption = None,
 ) -> None:
-    """Serve a registered version with vLLM's OpenAI-compatible server (until Ctrl-C, or --detach / --check)."""
+    """Serve a registered version with vLLM's OpenAI-compatible server (until Ctrl-C, or --detach / --check); with
+    --form, one of its exports (--check then holds it to the scores recorded at export)."""
     from harness import serving, tracking
     from harness.config import load_task
     from harness.prompts import output_schema
@@ -160,8 +169,15 @@ def serve(
     options = serving.ServerOptions(host=host, port=port, api_key=api_key, max_model_len=max_model_len)
     if warning := serving.exposure_warning(options):
         errors.print(f"warning: {warning}", markup=False)
-    server, version, served_dir = serving.serve_registered(config, alias, options, lora=lora)
-    how = f"adapter {served_dir} on its base model (LoRA, unmerged)" if lora else f"weights in {served_dir}"
+    if form and lora:
+        raise HarnessError("give --form or --lora, not both: --lora serves the merged version's adapter unmerged")
+    record: dict[str, Any] = {}
+    if form:
+        server, version, record = serving.serve_registered_form(config, alias, form, options)
+        how = f"form {form}, {record['file']}"
+    else:
+        server, version, served_dir = serving.serve_registered(config, alias, options, lora=lora)
+        how = f"adapter {served_dir} on its base model (LoRA, unmerged)" if lora else f"weights in {served_dir}"
     console.print(f"Serving {server.served_name} v{version} (@{alias}, {how}) at {server.base_url}", highlight=False)
     console.print(f"server pid {server.process.pid}, log {server.log_path}", highlight=False, soft_wrap=True)
     request: dict[str, Any] = {
@@ -185,7 +201,12 @@ def serve(
     )
     if check:
         try:
-            result = serving.check_registered(config, server, version, api_key, json_schema=json_schema)
+            if form:
+                result = serving.check_registered_form(
+                    config, server, version, record, api_key, json_schema=json_schema
+                )
+            else:
+                result = serving.check_registered(config, server, version, api_key, json_schema=json_schema)
         finally:
             if not detach:
                 serving.stop_server(server)
@@ -203,15 +224,16 @@ def serve(
 
 
 def _print_serving_check(result: Any, version: int) -> None:
-    table = Table(title=f"served vs offline, v{version}, stored test set")
-    columns = ["metric", "served (vLLM)", "offline (transformers)"]
+    table = Table(title=f"served vs {result.reference}, v{version}, stored test set")
+    columns = ["metric", "served", result.reference]
     if result.constrained is not None:
         columns.insert(2, "served, JSON Schema")
     for column in columns:
         table.add_column(column, justify="right")
     for key in ("f1_micro", "exact_match", "json_valid_rate", "schema_valid_rate"):
         constrained = [] if result.constrained is None else [f"{result.constrained[key]:.4f}"]
-        table.add_row(key, f"{result.served[key]:.4f}", *constrained, f"{result.offline[key]:.4f}")
+        offline = f"{result.offline[key]:.4f}" if key in result.offline else "—"
+        table.add_row(key, f"{result.served[key]:.4f}", *constrained, offline)
     console.print(table)
     speeds = [(f"concurrency {c}", speed) for c, speed in result.throughput.items()]
     if result.constrained_throughput is not None:
@@ -223,7 +245,8 @@ def _print_serving_check(result: Any, version: int) -> None:
             f"json_valid_rate without the schema {result.served['json_valid_rate']:.4f},"
             f" with it {result.constrained['json_valid_rate']:.4f}"
         )
-    console.print(f"answers identical to the offline ones: {result.identical:.1%}")
+    if result.identical is not None:
+        console.print(f"answers identical to the offline ones: {result.identical:.1%}")
     verdict = "passes" if result.passed else "FAILS"
     console.print(f"parity {verdict}: |delta f1_micro| = {result.delta:.4f} (tolerance {result.parity_tolerance})")
 
