@@ -400,15 +400,22 @@ def serve_registered(
 
 
 def serve_registered_form(
-    task: TaskConfig, alias: str, form: str, options: ServerOptions
+    task: TaskConfig, alias: str, form: str, options: ServerOptions, *, scored: bool = False
 ) -> tuple[Server, int, dict[str, Any]]:
     """Serve the version at `alias` in a form `harness export` wrote for it (`export.recorded_export`: as `harness
     pick` names it): a W4A16 checkpoint on vLLM, in the 16-bit activations its int4 kernels take
     (`int4_weights_dtype`); a GGUF file on llama.cpp's server (`make llama-server` builds it). Returns the server,
-    the version number and the export's record."""
+    the version number and the export's record. `scored`: refuse, before starting anything, an export recorded
+    without its scores (a `--check` has nothing to hold it to)."""
     from harness import export, tracking
 
     version, record = export.recorded_export(task, alias=alias, form=form)
+    if scored and "f1_micro" not in record:
+        raise HarnessError(
+            f"the {form} export at {record['file']} was recorded without scores (exported with --no-check, or by"
+            f" bench/serving_forms.py): nothing to hold its answers against; export it again with its check"
+            f" (`harness export {task.task.name} --version {version} ...`), or serve it without --check"
+        )
     name = task.registered_name
     log_path = tracking.mlruns_dir() / "serving" / f"{name}-v{version}-{form}-{options.port}.log"
     if form.startswith("w4a16-"):
@@ -434,11 +441,6 @@ def check_registered_form(
 
     found = tracking.model_version(task.registered_name, version=version)
     max_tokens = registry.max_new_tokens_for(task, found.tags if found else {})
-    if "f1_micro" not in record:
-        raise HarnessError(
-            f"the export at {record['file']} was written without its check (--no-check): nothing recorded to hold"
-            " its answers against; export it again with the check"
-        )
     recorded = {key: float(record[key]) for key in ("f1_micro", "json_valid_rate")}
     return check_server(
         client(server, api_key),

@@ -313,3 +313,15 @@ def test_serve_form_serves_a_gguf_export_on_llama_cpps_server(champion, tmp_path
     made = export_champion(task, mlruns, tmp_path / "v2-q8_0.gguf", quant="q8_0")
     assert made.test["f1_micro"] > 0.1, made.test
     check_served_form(task_path, mlruns, "gguf-q8_0", made)
+
+
+def test_checking_an_export_recorded_without_scores_is_refused_before_any_server_starts(smoke_study, smoke_store,
+                                                                                        tmp_path):  # fmt: skip
+    tiny = registry.materialise_version("legal-extractor", 1)
+    written = export.convert_to_gguf(tiny, tmp_path / "v1-q8_0.gguf", quant="q8_0")
+    record = {"file": str(written.path), "sha256": written.sha256}  # as bench/serving_forms.py records its own
+    tracking.tag_model_version("legal-extractor", 1, {"harness.export.gguf.q8_0": json.dumps(record)})
+    options = serving.ServerOptions(port=free_port())
+    with pytest.raises(HarnessError, match=r"gguf-q8_0 export at .* was recorded without scores"):
+        serving.serve_registered_form(smoke_study.task, "challenger", "gguf-q8_0", options, scored=True)
+    assert not list((smoke_store / "serving").glob("*gguf-q8_0*"))  # no server was started (none logged)

@@ -173,7 +173,7 @@ def serve(
         raise HarnessError("give --form or --lora, not both: --lora serves the merged version's adapter unmerged")
     record: dict[str, Any] = {}
     if form:
-        server, version, record = serving.serve_registered_form(config, alias, form, options)
+        server, version, record = serving.serve_registered_form(config, alias, form, options, scored=check)
         how = f"form {form}, {record['file']}"
     else:
         server, version, served_dir = serving.serve_registered(config, alias, options, lora=lora)
