@@ -57,6 +57,7 @@ class Step:
     gpus: int = 1  # the GPUs it is shown (CUDA_VISIBLE_DEVICES): a `harness train` uses every GPU it sees
 
 
+TINY_NF4_TRIAL = ["train", "legal", "--profile", "smoke", "--set", "budget.max_steps=8", "--set", "quantization=nf4"]
 STEPS = (
     Step(
         "tiny-bf16",
@@ -67,14 +68,14 @@ STEPS = (
     ),
     Step(
         "tiny-nf4",
-        ["train", "legal", "--profile", "smoke", "--set", "budget.max_steps=8", "--set", "quantization=nf4"],
+        TINY_NF4_TRIAL,
         (*TRAINING, "bitsandbytes"),
         120,
         shows="bitsandbytes nf4 on CUDA, trained and merged",
     ),
     Step(
         "split-2gpu",
-        ["train", "legal", "--profile", "smoke", "--set", "budget.max_steps=8", "--set", "quantization=nf4"],
+        TINY_NF4_TRIAL,  # the same trial, its model over two GPUs
         (*TRAINING, "bitsandbytes"),
         120,
         shows="a trial's model split by layers over two GPUs (model_loading.split_by_layers), nf4, trained and merged",
