@@ -372,17 +372,17 @@ def _speed(run: ServedRun) -> tuple[float, float, float]:
 
 
 def serve_registered(
-    task: TaskConfig, alias: str, options: ServerOptions, *, lora: bool = False
+    task: TaskConfig, alias: str, options: ServerOptions, *, lora: bool = False, version: int | None = None
 ) -> tuple[Server, int, Path]:
-    """Resolve `models:/<task>-extractor@alias`, materialise its weights and serve them; returns the server,
-    the version number and the directory served. With `lora`, serve the version's base model with its adapter
-    unmerged instead of the merged weights."""
+    """Resolve `models:/<task>-extractor@alias` (or its `version`: the one a check evaluated), materialise its
+    weights and serve them; returns the server, the version number and the directory served. With `lora`, serve the
+    version's base model with its adapter unmerged instead of the merged weights."""
     from harness import registry, tracking
 
     name = task.registered_name
     hint = f" (run `harness register {task.task.name}` and `harness promote {task.task.name}`)"
-    version = registry.find_version(name, alias=alias, hint=hint)
-    number = int(version.version)
+    found = registry.find_version(name, alias=None if version else alias, version=version, hint=hint)
+    number = int(found.version)
     dtype = options.dtype
     if dtype == "auto":
         from harness.model_loading import supports_bf16
@@ -454,25 +454,44 @@ def check_registered_form(
     )
 
 
+@dataclass(frozen=True)
+class OfflineAnswers:
+    """A registered version's answers on the stored test set, computed offline (transformers) from its weights."""
+
+    version: int
+    metrics: dict[str, float]
+    outputs: list[str]
+    max_tokens: int
+
+
+def offline_answers(task: TaskConfig, alias: str) -> OfflineAnswers:
+    """The version at `alias` evaluated offline, for `--check` to hold the server to: before the server starts,
+    since on a GPU vLLM takes 90% of the card and an 8B model loaded beside it would not fit; the memory is handed
+    back afterwards."""
+    from harness import registry
+    from harness.memory import release_freed_memory
+
+    name = task.registered_name
+    found = registry.find_version(name, alias=alias, hint=f" (run `harness register {task.task.name}`)")
+    max_tokens = registry.max_new_tokens_for(task, found.tags)
+    metrics, outputs = registry.evaluate_version(task, name, int(found.version), max_new_tokens=max_tokens)
+    release_freed_memory()
+    return OfflineAnswers(int(found.version), metrics, outputs, max_tokens)
+
+
 def check_registered(
-    task: TaskConfig, server: Server, version: int, api_key: str | None, *, json_schema: bool = False
+    task: TaskConfig, server: Server, offline: OfflineAnswers, api_key: str | None, *, json_schema: bool = False
 ) -> ServingCheck:
     """The stored test set through the server vs the offline evaluation of the same registered version."""
-    from harness import registry, tracking
     from harness.prompts import output_schema
     from harness.task_data import load_split
 
-    name = task.registered_name
-    found = tracking.model_version(name, version=version)
-    max_tokens = registry.max_new_tokens_for(task, found.tags if found else {})
-    offline = registry.evaluate_version(task, name, version, max_new_tokens=max_tokens)
-    examples = load_split(task, "test")
     return check_server(
         client(server, api_key),
         server,
         task,
-        examples,
-        offline,
-        max_tokens=max_tokens,
+        load_split(task, "test"),
+        (offline.metrics, offline.outputs),
+        max_tokens=offline.max_tokens,
         json_schema=output_schema(task) if json_schema else None,
     )

@@ -172,11 +172,15 @@ def serve(
     if form and lora:
         raise HarnessError("give --form or --lora, not both: --lora serves the merged version's adapter unmerged")
     record: dict[str, Any] = {}
+    offline = None
     if form:
         server, version, record = serving.serve_registered_form(config, alias, form, options, scored=check)
         how = f"form {form}, {record['file']}"
     else:
-        server, version, served_dir = serving.serve_registered(config, alias, options, lora=lora)
+        offline = serving.offline_answers(config, alias) if check else None  # before a server holds the GPU
+        server, version, served_dir = serving.serve_registered(
+            config, alias, options, lora=lora, version=offline.version if offline else None
+        )
         how = f"adapter {served_dir} on its base model (LoRA, unmerged)" if lora else f"weights in {served_dir}"
     console.print(f"Serving {server.served_name} v{version} (@{alias}, {how}) at {server.base_url}", highlight=False)
     console.print(f"server pid {server.process.pid}, log {server.log_path}", highlight=False, soft_wrap=True)
@@ -201,12 +205,12 @@ def serve(
     )
     if check:
         try:
-            if form:
+            if offline is not None:
+                result = serving.check_registered(config, server, offline, api_key, json_schema=json_schema)
+            else:
                 result = serving.check_registered_form(
                     config, server, version, record, api_key, json_schema=json_schema
                 )
-            else:
-                result = serving.check_registered(config, server, version, api_key, json_schema=json_schema)
         finally:
             if not detach:
                 serving.stop_server(server)
