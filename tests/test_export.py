@@ -15,7 +15,6 @@ from safetensors.torch import load_file
 
 from harness import export, model_loading, registry, tracking
 from harness.errors import HarnessError
-from harness.task_data import load_split
 
 HARNESS = str(Path(sys.executable).parent / "harness")
 TINY_NORMS = 2 * 2 + 1  # two per layer, and the final one
@@ -219,24 +218,6 @@ def unpack_int4(packed: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
     shifts = torch.arange(0, 32, 4, dtype=torch.int32)
     values = (packed.to(torch.int32).unsqueeze(-1) >> shifts) & 0xF
     return values.flatten(-2)[..., : shape[1]].reshape(shape)
-
-
-@pytest.mark.slow
-def test_a_gptq_export_is_calibrated_on_the_task_served_by_vllm_scored_and_recorded(smoke_study, smoke_store):
-    """The command as a user types it: llm-compressor's GPTQ on the task's training conversations, the checkpoint
-    served by vLLM (its CPU int4 kernels) and sent the stored test set, both scores printed and recorded."""
-    out = smoke_store.parent / "v1-gptq"
-    done = export_challenger(smoke_study, out, "--format", "gptq")
-    assert f"legal-extractor v1 -> {out} (" in done.stdout and "MB, w4a16)" in done.stdout
-    assert "tensors: 14 int4 (groups of 128), 6 bf16" in done.stdout
-    record = json.loads(tracking.model_version("legal-extractor", version=1).tags["harness.export.gptq.w4a16"])
-    assert record["converter"] == export.COMPRESSOR_RELEASE
-    train = len(load_split(smoke_study.task, "train"))
-    assert record["calibration_conversations"] == min(export.CALIBRATION_CONVERSATIONS, train)
-    assert record["size_bytes"] == (out / "model.safetensors").stat().st_size
-    assert f"{record['f1_micro']:.4f} from the gptq checkpoint served by vLLM" in done.stdout
-    assert f"{record['merged_f1_micro']:.4f} merged" in done.stdout
-    assert 0.0 <= record["json_valid_rate"] <= 1.0
 
 
 def test_serving_a_form_the_version_lacks_names_the_forms_it_has_and_the_export_command(smoke_study, smoke_store):

@@ -277,17 +277,17 @@ def export_champion(task, mlruns: Path, out: Path, **options) -> export.Export:
         return export.export_version(task, alias="champion", out=out, **options)
 
 
-def check_served_form(task_path: Path, mlruns: Path, form: str, made: export.Export) -> None:
+def check_served_form(task_path: Path, mlruns: Path, form: str, path: Path, f1_at_export: float) -> None:
     """`harness serve --form FORM --check`: the export served, its answers scored and held to its own scores at
     export (not the merged model's), the registry's name served."""
     port = free_port()
     result, pid = serve(task_path, mlruns, port, "--form", form)
     try:
         assert result.returncode == 0, result.stdout + result.stderr
-        assert f"(@champion, form {form}, {made.file.path.resolve()})" in result.stdout
+        assert f"(@champion, form {form}, {path.resolve()})" in result.stdout
         assert "served vs at export" in result.stdout and "parity passes" in result.stdout
         served, at_export = f1_micro_served_and_offline(result.stdout)
-        assert at_export == round(made.test["f1_micro"], 4)
+        assert at_export == round(f1_at_export, 4)
         assert served == pytest.approx(at_export, abs=0.02)
         assert "answers identical" not in result.stdout  # no offline answers of the export's to compare with
         status, models = get(f"http://127.0.0.1:{port}/v1/models", "sesame")
@@ -297,11 +297,31 @@ def check_served_form(task_path: Path, mlruns: Path, form: str, made: export.Exp
 
 
 @pytest.mark.slow
-def test_serve_form_serves_the_gptq_export_on_vllm_and_holds_it_to_its_score_at_export(champion, tmp_path):
+def test_a_gptq_export_is_calibrated_served_by_vllm_scored_recorded_and_served_under_the_registry_name(
+    champion, tmp_path
+):
+    """`harness export --format gptq` as a user types it: llm-compressor's GPTQ on the task's training conversations,
+    the checkpoint served by vLLM (its CPU int4 kernels) and sent the stored test set, both scores printed and
+    recorded; then `harness serve --form w4a16-gptq --check` serves it and holds it to that score."""
     task, task_path, mlruns = champion
-    made = export_champion(task, mlruns, tmp_path / "v2-gptq", format="gptq", quant="w4a16")
-    assert made.test["f1_micro"] > 0.1, made.test  # the fixed answer survives int4: a parity that can fail
-    check_served_form(task_path, mlruns, "w4a16-gptq", made)
+    out = tmp_path / "v2-gptq"
+    command = [HARNESS, "export", str(task_path), "--alias", "champion", "--format", "gptq", "--out", str(out)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900,
+                          env={**os.environ, "HARNESS_MLRUNS": str(mlruns), "COLUMNS": "200"})  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert f"legal-extractor v2 -> {out} (" in done.stdout and "MB, w4a16)" in done.stdout
+    assert "tensors: 14 int4 (groups of 128), 6 bf16" in done.stdout
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HARNESS_MLRUNS", str(mlruns))
+        tracking.configure()
+        record = json.loads(tracking.model_version("legal-extractor", version=2).tags["harness.export.gptq.w4a16"])
+    assert record["converter"] == export.COMPRESSOR_RELEASE
+    assert record["calibration_conversations"] == min(export.CALIBRATION_CONVERSATIONS, len(load_split(task, "train")))
+    assert record["size_bytes"] == (out / "model.safetensors").stat().st_size
+    assert f"{record['f1_micro']:.4f} from the gptq checkpoint served by vLLM" in done.stdout
+    assert f"{record['merged_f1_micro']:.4f} merged" in done.stdout
+    assert record["f1_micro"] > 0.1, record  # the fixed answer survives int4: the parity below can fail
+    check_served_form(task_path, mlruns, "w4a16-gptq", out, record["f1_micro"])
 
 
 @pytest.mark.slow
@@ -312,7 +332,7 @@ def test_serve_form_serves_a_gguf_export_on_llama_cpps_server(champion, tmp_path
     task, task_path, mlruns = champion
     made = export_champion(task, mlruns, tmp_path / "v2-q8_0.gguf", quant="q8_0")
     assert made.test["f1_micro"] > 0.1, made.test
-    check_served_form(task_path, mlruns, "gguf-q8_0", made)
+    check_served_form(task_path, mlruns, "gguf-q8_0", made.file.path, made.test["f1_micro"])
 
 
 def test_checking_an_export_recorded_without_scores_is_refused_before_any_server_starts(smoke_study, smoke_store,
