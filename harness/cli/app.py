@@ -62,7 +62,11 @@ SplitOption = Annotated[
     str, typer.Option(help="train, validation, test (the task's first stored eval set) or an eval set name.")
 ]
 ProfileOption = Annotated[
-    str, typer.Option(help="smoke (tiny model, seconds), cpu (SmolLM2), gpu (Llama 3.1 8B) or auto (gpu if CUDA).")
+    str,
+    typer.Option(
+        help="A profile of the task's YAML: smoke (tiny model, seconds), cpu (SmolLM2), gpu (Llama 3.1 8B), the"
+        " lineup's gpu-1b, gpu-3b, gpu-70b, gpu-70b-40gb (`harness plan TASK --profile P`), or auto (gpu if CUDA)."
+    ),
 ]
 ModelOption = Annotated[str | None, typer.Option(help="Model spec overriding the profile's base model.")]
 
