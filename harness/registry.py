@@ -23,12 +23,12 @@ from harness import machine, model_loading, tracking, training
 from harness.config import DEFAULT_MAX_NEW_TOKENS, TaskConfig, resolve_trial_config
 from harness.errors import HarnessError
 from harness.generation import AnswerReporter
-from harness.memory import folds_for_generation, generation_memory, read_model_shape, release_freed_memory
+from harness.memory import release_freed_memory
 from harness.prompts import assistant_turn, prompt_turns
 from harness.search.coordination import registration_claim
 from harness.search.study import find_trial
 from harness.task_data import load_split
-from harness.trial import GENERATION_BATCH_SIZE, evaluate_model
+from harness.trial import evaluate_model, generates_here
 from harness.trial_process import run_trial_in_own_process
 
 
@@ -147,18 +147,11 @@ def check_the_gpus_hold_registration(task: TaskConfig, *, profile: str, model: s
         return
     config = resolve_trial_config(task, profile=profile, model=model)
     model_dir = model_loading.resolve_model(config.model, weights=False).path
-    gpus = machine.gpu_count()
-    needed = generation_memory(
-        read_model_shape(model_dir),
-        weight_bytes=2,
-        batch_size=GENERATION_BATCH_SIZE,
-        sequence_length=config.budget.max_seq_length,
-        gpus=gpus,
-    )
-    if not folds_for_generation(needed, gpu_memory_mb):
+    fits, needed = generates_here(model_dir, config.budget.max_seq_length, weight_bytes=2)  # merged in bf16
+    if not fits:
         raise HarnessError(
             f"registration merges the winner into bf16 and evaluates it: {needed.total_mb / 1024:.0f} GiB per GPU"
-            f" over the {gpus} GPU(s) here, which hold {gpu_memory_mb / 1024:.0f} GiB each. Search with"
+            f" over the {machine.gpu_count()} GPU(s) here, which hold {gpu_memory_mb / 1024:.0f} GiB each. Search with"
             f" --no-register, then `harness register {task.task.name} --profile {profile}` where more or larger"
             f" GPUs are (`harness plan {task.task.name} --profile {profile} --gpu ... --gpus N` says which fit)"
         )

@@ -222,16 +222,22 @@ def _generate(
 def _folds_for_generation(model_dir: Path, quantization: str, sequence_length: int) -> bool:
     """Fold the adapter into 16-bit weights to generate, unless the base was quantized and its 16-bit weights
     would not fit the GPUs this process splits the model over (a base in 16 bits folds in the memory it has)."""
-    if quantization == "none":
-        return True
-    folded = generation_memory(
+    weight_bytes = 2 if model_loading.supports_bf16() else 4
+    return quantization == "none" or generates_here(model_dir, sequence_length, weight_bytes=weight_bytes)[0]
+
+
+def generates_here(model_dir: Path, sequence_length: int, *, weight_bytes: float) -> tuple[bool, MemoryEstimate]:
+    """Whether the model in `model_dir`, with plain `weight_bytes` weights split over every GPU this process sees,
+    generates within them (batches of GENERATION_BATCH_SIZE, `sequence_length` tokens each), and what it needs per
+    GPU (`memory.generation_memory`); always True on a CPU machine."""
+    needed = generation_memory(
         read_model_shape(model_dir),
-        weight_bytes=2 if model_loading.supports_bf16() else 4,
+        weight_bytes=weight_bytes,
         batch_size=GENERATION_BATCH_SIZE,
         sequence_length=sequence_length,
         gpus=max(machine.gpu_count(), 1),
     )
-    return folds_for_generation(folded, machine.smallest_gpu_memory_mb())
+    return folds_for_generation(needed, machine.smallest_gpu_memory_mb()), needed
 
 
 def _estimate_memory(config: TrialConfig, model_dir: Path, *, bf16: bool) -> MemoryEstimate:
