@@ -149,6 +149,8 @@ def run_trial(
             "train_seconds": trained.seconds,
             "eval_seconds": generated.seconds,
             "train_tokens_per_second": trained.tokens_per_second,
+            # The last loss training logged, in the printed result too: what says a trial learned (not NaN, say).
+            "final_train_loss": trained.loss_history[-1][1] if trained.loss_history else float("nan"),
             "eval_tokens_per_second": generated.tokens_per_second,
             "peak_memory_mb": peak.peak_mb,
             "train_peak_memory_mb": train_peak_mb,  # loading and training, without the fold and generation

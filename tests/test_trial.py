@@ -29,7 +29,7 @@ EXPECTED_PARAMS = {
 HARNESS = str(Path(sys.executable).parent / "harness")
 RUN_METRICS = {
     "train_seconds", "eval_seconds", "train_tokens_per_second", "eval_tokens_per_second", "peak_memory_mb",
-    "estimated_peak_memory_mb", "train_peak_memory_mb", "trainable_params", "train_loss",
+    "estimated_peak_memory_mb", "train_peak_memory_mb", "trainable_params", "train_loss", "final_train_loss",
 }  # fmt: skip
 
 
@@ -88,6 +88,7 @@ def test_the_run_records_every_param_metric_artifact_and_dataset(legal, mlruns):
     assert 100 < metrics["train_peak_memory_mb"] <= metrics["peak_memory_mb"]  # training's, within the trial's
     history = MlflowClient().get_metric_history(result.run_id, "train_loss")
     assert [m.step for m in history] == [2] and history[0].value > 0
+    assert metrics["final_train_loss"] == history[-1].value  # the last logged loss, printed with the result too
     inputs = {(i.dataset.name, i.tags[0].value) for i in run.inputs.dataset_inputs}
     assert inputs == {("legal-train", "training"), ("legal-validation", "validation")}
     assert all(i.dataset.digest for i in run.inputs.dataset_inputs)
