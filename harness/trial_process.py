@@ -97,6 +97,19 @@ def run_trial_in_own_process(
     raise TrialFailed(payload)
 
 
+def run_trial_on_its_gpus(task: TaskConfig, config: TrialConfig, **options: Any) -> TrialResult:
+    """A command's one trial (`harness train`): in this process, unless it sees more GPUs than the trial's profile
+    uses (gpus_per_trial); then in a fresh interpreter that sees only the first of them, as a search's trial does.
+    Not here: with one model on one of several visible GPUs, Trainer wraps it in nn.DataParallel, which TRL refuses;
+    with several, the model would be split over all of them. A failure there is the user's to read, not a bug's."""
+    if not (machine.has_cuda() and len(machine.visible_gpus()) > config.gpus):
+        return run_trial(task, config, **options)
+    try:
+        return run_trial_in_own_process(task, config, start_method="spawn", **options)
+    except TrialFailed as failed:
+        raise HarnessError(f"the trial failed: {failed}") from None
+
+
 @contextlib.contextmanager
 def _environment_while_starting(environment: dict[str, str]) -> Iterator[None]:
     before = dict(os.environ)

@@ -10,10 +10,10 @@ import psutil
 import pytest
 from mlflow.tracking import MlflowClient
 
-from harness import tracking
+from harness import machine, tracking
 from harness.config import resolve_trial_config
 from harness.errors import HarnessError, TrialStopped
-from harness.trial_process import TrialFailed, run_trial_in_own_process
+from harness.trial_process import ATTEMPT_TAG, TrialFailed, run_trial_in_own_process, run_trial_on_its_gpus
 from tests.conftest import trial_processes
 
 
@@ -31,12 +31,15 @@ class RecordingReporter:
         self.calls: list[tuple] = []
         self.processes: list[int] = []  # forked by the fork server
         self.spawned: list[int] = []  # started as fresh interpreters by this process
+        self.spawned_gpus: list[str | None] = []
         self.stop_after = stop_after
 
     def on_train_begin(self, total_steps: int) -> None:
         self.calls.append(("on_train_begin", total_steps))
         self.processes = [p.pid for p in trial_processes()]
-        self.spawned = [p.pid for p in psutil.Process().children() if "spawn_main" in " ".join(p.cmdline())]
+        spawned = [p for p in psutil.Process().children() if "spawn_main" in " ".join(p.cmdline())]
+        self.spawned = [p.pid for p in spawned]
+        self.spawned_gpus = [p.environ().get("CUDA_VISIBLE_DEVICES") for p in spawned]  # what each was shown
 
     def on_log(self, step: int, metrics: dict[str, float]) -> None:
         self.calls.append(("on_log", step))
@@ -116,3 +119,31 @@ def test_where_there_is_a_gpu_trials_start_as_fresh_interpreters_and_report_the_
     assert reporter.calls[0] == ("on_train_begin", 2) and any(c[0] == "on_evaluate" for c in reporter.calls)
     assert MlflowClient().get_run(result.run_id).info.status == "FINISHED"
     assert (result.adapter_dir / "adapter_model.safetensors").is_file()
+
+
+def test_a_commands_trial_runs_in_its_own_process_where_it_sees_no_more_gpus_than_it_uses(legal, mlruns, tmp_path):
+    reporter = RecordingReporter()
+    config = resolve_trial_config(legal, profile="smoke", overrides={})
+    result = run_trial_on_its_gpus(legal, config, output_dir=tmp_path / "trial", reporter=reporter)
+    assert not reporter.spawned and not reporter.processes  # here, on the CPU, and wherever one GPU is all it sees
+    assert ATTEMPT_TAG not in MlflowClient().get_run(result.run_id).data.tags
+
+
+def test_a_commands_trial_on_a_machine_with_more_gpus_than_it_uses_sees_only_its_own(
+    legal, mlruns, tmp_path, monkeypatch
+):
+    """`harness train` on a machine of two GPUs with a one-GPU profile: a fresh interpreter shown the first GPU
+    (not this one's, which sees both: Trainer would wrap the model in DataParallel, which TRL refuses)."""
+    monkeypatch.setattr(machine, "has_cuda", lambda: True)
+    monkeypatch.setattr(machine, "visible_gpus", lambda: ["0", "1"])
+    reporter = RecordingReporter()
+    config = resolve_trial_config(legal, profile="smoke", overrides={})
+    assert config.gpus == 1
+    result = run_trial_on_its_gpus(legal, config, output_dir=tmp_path / "trial", reporter=reporter)
+    assert len(reporter.spawned) == 1 and reporter.spawned_gpus == ["0"]
+    assert reporter.calls[0] == ("on_train_begin", 2) and reporter.calls[-1] == ("on_train_end",)
+    assert MlflowClient().get_run(result.run_id).info.status == "FINISHED"
+    not_a_directory = tmp_path / "file"
+    not_a_directory.write_text("")
+    with pytest.raises(HarnessError, match=r"^the trial failed: (NotADirectoryError|FileExistsError)"):
+        run_trial_on_its_gpus(legal, config, output_dir=not_a_directory)  # the reason, not a traceback

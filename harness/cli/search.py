@@ -50,7 +50,8 @@ def train(
     # MLflow, transformers and TRL take seconds to import: only once the arguments are known to be good.
     from harness import tracking
     from harness.progress import ConsoleProgress
-    from harness.trial import run_trial, train_output_dir
+    from harness.trial import train_output_dir
+    from harness.trial_process import run_trial_on_its_gpus
 
     limit = parse_memory_size(max_memory) if max_memory else None
     uri = tracking.configure(tracking_uri)
@@ -61,7 +62,7 @@ def train(
         f" {recipe.lora.target_modules}, learning rate {recipe.train.learning_rate:g}",
         highlight=False,
     )
-    result = run_trial(
+    result = run_trial_on_its_gpus(
         config_task, config, output_dir=train_output_dir(), max_memory_mb=limit, reporter=ConsoleProgress(errors)
     )
     console.print(
