@@ -18,7 +18,7 @@ from mlflow.tracking import MlflowClient
 from peft import PeftModel
 from safetensors import safe_open
 
-from harness import model_loading, registry, tracking, training
+from harness import machine, model_loading, registry, tracking, training
 from harness.config import LoraSpec, TaskConfig, load_task
 from harness.errors import HarnessError
 from harness.promotion import gate, promote, stored_test_metrics
@@ -387,3 +387,30 @@ def test_a_version_materialised_from_one_tracking_store_is_never_taken_for_anoth
         with safe_open(str(model_dir / "model.safetensors"), "pt") as weights:
             embeddings.append(weights.get_tensor("model.embed_tokens.weight"))
     assert not torch.equal(*embeddings)  # each store's own version 1
+
+
+@pytest.mark.parametrize(
+    ("profile", "gpus", "card_gib", "refused"),
+    [("gpu-70b-40gb", 2, 40, True), ("gpu-70b", 2, 80, False), ("gpu-70b", 1, 80, True)],
+)
+def test_a_registration_the_gpus_cannot_hold_is_refused_before_any_training(
+    tmp_path, monkeypatch, profile, gpus, card_gib, refused
+):
+    """Llama 3.1 70B merged into bf16 is 141 GB: on 2 x 40 GB, or one 80 GB card, the search is refused up front and
+    told how to go on; on 2 x 80 GB it goes ahead. The machine's GPUs are given; the model's shape is its config."""
+    from harness.plan import LINEUP
+
+    (tmp_path / "config.json").write_text(
+        json.dumps({"model_type": "llama", **LINEUP["meta-llama/Llama-3.1-70B-Instruct"]}), encoding="utf-8"
+    )
+    monkeypatch.setattr(machine, "smallest_gpu_memory_mb", lambda: card_gib * 1024)
+    monkeypatch.setattr(machine, "gpu_count", lambda: gpus)
+    legal = load_task("legal")
+    if not refused:
+        registry.check_the_gpus_hold_registration(legal, profile=profile, model=str(tmp_path))
+        return
+    with pytest.raises(HarnessError) as error:
+        registry.check_the_gpus_hold_registration(legal, profile=profile, model=str(tmp_path))
+    message = str(error.value)
+    assert re.search(rf"\d+ GiB per GPU over the {gpus} GPU\(s\) here, which hold {card_gib} GiB each", message)
+    assert f"Search with --no-register, then `harness register legal --profile {profile}`" in message
