@@ -9,8 +9,10 @@ import importlib.util
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -132,28 +134,49 @@ def test_a_slimmed_wheel_keeps_the_images_cuda_library_and_the_record_of_what_it
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU: the check would run for real")
-def test_a_rehearsal_runs_a_step_on_the_cpu_with_the_tiny_model_built_from_a_carried_tokenizer(tmp_path):
-    """What the check does on a GPU, done here: harness's own command in a store of its own, its printed result read
-    into figures (the last loss, the planned peak beside the measured one), the tiny model built from a tokenizer."""
+def test_a_rehearsal_runs_a_step_on_the_cpu_and_a_check_cut_short_keeps_what_it_found(tmp_path):
+    """What the check does on a GPU, done here: the tiny model built from a carried tokenizer, harness's own command
+    in a store of its own, its printed result read into figures (the last loss, the planned peak beside the
+    measured one) and written down before the next step starts, so that a device call's hard limit, killing the
+    check during `search`, leaves the JSON of what was done."""
     carry = tmp_path / "carry"
     tiny = model_loading.tiny_llama_dir(seed=0)
     shutil.copytree(tiny, carry / "tokenizer", ignore=shutil.ignore_patterns("*.safetensors", "config.json"))
     out = tmp_path / "gpu-check.json"
-    command = [sys.executable, str(ROOT / "bench" / "gpu_check.py"), "--rehearse", "--only", "tiny-bf16"]
-    done = subprocess.run([*command, "--carry", str(carry), "--out", str(out)], capture_output=True, text=True,
-                          timeout=300)  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    report = json.loads(out.read_text())
+    command = [sys.executable, str(ROOT / "bench" / "gpu_check.py"), "--rehearse", "--only", "tiny-bf16,search"]
+    check = subprocess.Popen([*command, "--carry", str(carry), "--out", str(out)], start_new_session=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 300
+        while not out.exists() and check.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert out.exists(), check.communicate(timeout=10)[0] if check.poll() is not None else "no report in 300 s"
+        report = json.loads(out.read_text())
+    finally:
+        os.killpg(check.pid, signal.SIGKILL)  # the check and the search it started
+        check.wait(timeout=30)
+    assert report["complete"] is False and [step["step"] for step in report["steps"]] == ["tiny-bf16"]
     assert report["device"]["rehearsal_on_cpu"] and report["device"]["cores"] == os.cpu_count()
     assert isinstance(report["unmet_requirements"], list)
-    steps = {step["step"]: step for step in report["steps"]}
-    assert steps["tiny-nf4"] == {"step": "tiny-nf4", "status": "not run", "seconds": 0.0,
-                                 "why": "not among --only", "figures": {}}  # fmt: skip
-    figures = steps["tiny-bf16"]["figures"]
-    assert steps["tiny-bf16"]["status"] == "ok", steps["tiny-bf16"]["why"]
+    [step] = report["steps"]
+    assert step["status"] == "ok", step["why"]
+    figures = step["figures"]
     assert 0 < figures["final_train_loss"] < 20 and figures["gpus"] == 0
     measured, planned = figures["train_peak_memory_mb"], figures["estimated_peak_memory_mb"]
     assert figures["measured_over_planned"] == round(measured / planned, 3)
+
+
+def test_steps_left_out_by_only_are_not_run_and_say_so(tmp_path):
+    out = tmp_path / "gpu-check.json"
+    command = [sys.executable, str(ROOT / "bench" / "gpu_check.py"), "--rehearse", "--only", "serve-check"]
+    done = subprocess.run([*command, "--carry", str(tmp_path), "--out", str(out)], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "HARNESS_VLLM_PYTHON": str(tmp_path / "python")})  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = json.loads(out.read_text())
+    assert report["complete"] is True
+    steps = {step["step"]: (step["status"], step["why"]) for step in report["steps"]}
+    assert steps["tiny-bf16"] == steps["search"] == ("not run", "not among --only")
+    assert steps["serve-check"][0] == "not run" and steps["serve-check"][1].startswith("no vLLM here")
 
 
 def test_a_step_not_among_the_checks_is_refused_by_name():
