@@ -16,6 +16,8 @@ carry) before device minutes are spent on it.
 - `smollm2-bf16`: `harness train legal --profile cpu` for 8 steps, the embedded model on CUDA;
 - `search`: `harness search legal --profile smoke --trials 3`, trials spawned in processes of their own, the refit
   and the registration;
+- `promote`: `harness promote legal --fresh`, the gate's evaluation of the registered version on CUDA (a model
+  without an adapter: the path of promote, regress, results and `serve --check`'s offline side) and the alias move;
 - `serve-check`: `harness serve legal --check`, vLLM's CUDA build serving the registered version with the
   answer-stop plugin, served against offline.
 The device (GPU, torch's build and CUDA version, bf16 support) heads the JSON.
@@ -101,6 +103,14 @@ STEPS = (
         (*TRAINING, "optuna", "sqlalchemy"),
         240,
         shows="trials spawned in processes of their own, the refit and registration",
+    ),
+    Step(
+        "promote",
+        ["promote", "legal", "--fresh"],
+        TRAINING,
+        180,
+        after="search",
+        shows="the gate evaluating the registered version on the stored test set on CUDA, then moving @champion",
     ),
     Step(
         "serve-check",
