@@ -359,15 +359,23 @@ def export_version(
     adapter: bool = False,
     out: Path | None = None,
     check: bool = True,
+    calibration: int | None = None,
     reporter: AnswerReporter | None = None,
 ) -> Export:
     """A registered version in a deployed form, scored on the stored test set beside the merged version (unless not
     `check`), and recorded on the version as `harness.export.<form>.<quant>`:
     - gguf: one GGUF file (default `exports/<name>-v<N>-<quant>.gguf`), scored loaded back by transformers; with
       `adapter`, its LoRA adapter alone (`...-lora-<quant>.gguf`, form gguf-lora), not scored;
-    - gptq, awq: a W4A16 checkpoint directory (default `exports/<name>-v<N>-<format>-w4a16`), scored served by vLLM."""
+    - gptq, awq: a W4A16 checkpoint directory (default `exports/<name>-v<N>-<format>-w4a16`), scored served by vLLM,
+      calibrated on the first `calibration` training conversations (CALIBRATION_CONVERSATIONS by default)."""
     check_format(format)
     check_quant(quant, format)
+    if calibration is not None and format not in W4A16_FORMATS:
+        raise HarnessError(
+            f"--calibration {calibration}: only gptq and awq calibrate; GGUF's quantisations here take no calibration"
+        )
+    if calibration is not None and calibration < 1:
+        raise HarnessError(f"--calibration {calibration}: calibrate on at least one training conversation")
     if adapter and format != "gguf":
         raise HarnessError(
             "--adapter is written as GGUF, for llama.cpp's --lora; vLLM serves the PEFT adapter as it is"
@@ -385,7 +393,7 @@ def export_version(
     if reporter is not None:
         reporter.stage(stage)
     started = time.perf_counter()
-    calibration: dict[str, Any] = {}
+    calibrated: dict[str, Any] = {}
     if adapter:
         adapter_dir, base_dir = materialise_adapter(name, number), materialise_lora_base(name, number)
         file = convert_adapter_to_gguf(adapter_dir, base_dir, out, quant=quant)
@@ -394,9 +402,10 @@ def export_version(
         file = convert_to_gguf(materialise_version(name, number), out, quant=quant)
     else:
         model_dir = materialise_version(name, number)
-        texts = calibration_texts(task, load_tokenizer(resolve_model(str(model_dir))), CALIBRATION_CONVERSATIONS)
+        count = calibration or CALIBRATION_CONVERSATIONS
+        texts = calibration_texts(task, load_tokenizer(resolve_model(str(model_dir))), count)
         file, calibration_seconds = quantize_w4a16(model_dir, out, method=format, texts=texts)
-        calibration = {"calibration_conversations": len(texts), "calibration_seconds": calibration_seconds}
+        calibrated = {"calibration_conversations": len(texts), "calibration_seconds": calibration_seconds}
     convert_seconds = time.perf_counter() - started
     eval_set = task.data.eval_sets[0].name
     test: dict[str, float] = {}
@@ -424,7 +433,7 @@ def export_version(
         "sha256": file.sha256,
         "tensor_types": file.tensor_types,
         "converter": CONVERTER_RELEASE if format == "gguf" else COMPRESSOR_RELEASE,
-        **calibration,
+        **calibrated,
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     if check:

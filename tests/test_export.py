@@ -14,6 +14,7 @@ import torch
 from safetensors.torch import load_file
 
 from harness import export, model_loading, registry, tracking
+from harness.config import load_task
 from harness.errors import HarnessError
 
 HARNESS = str(Path(sys.executable).parent / "harness")
@@ -77,6 +78,15 @@ def test_i_quants_and_unknown_types_are_refused_with_what_is_written_instead():
         export.check_format("exl2")
     with pytest.raises(HarnessError, match=r"--format awq writes --quant w4a16 .*, not q4_0"):
         export.check_quant("q4_0", "awq")
+
+
+def test_calibration_is_asked_of_gptq_and_awq_only_and_on_at_least_one_conversation():
+    """Refused before any version is looked up or converted."""
+    legal = load_task("legal")
+    with pytest.raises(HarnessError, match="--calibration 64: only gptq and awq calibrate; GGUF's quantisations"):
+        export.export_version(legal, alias="champion", format="gguf", quant="q4_0", calibration=64)
+    with pytest.raises(HarnessError, match="--calibration 0: calibrate on at least one training conversation"):
+        export.export_version(legal, alias="champion", format="gptq", quant="w4a16", calibration=0)
 
 
 def test_a_k_quant_without_llama_quantize_names_how_to_build_it(tiny, tmp_path, monkeypatch):

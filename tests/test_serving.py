@@ -300,13 +300,14 @@ def check_served_form(task_path: Path, mlruns: Path, form: str, path: Path, f1_a
 def test_a_gptq_export_is_calibrated_served_by_vllm_scored_recorded_and_served_under_the_registry_name(
     champion, tmp_path
 ):
-    """`harness export --format gptq` as a user types it: llm-compressor's GPTQ on the task's training conversations,
-    the checkpoint served by vLLM (its CPU int4 kernels) and sent the stored test set, both scores printed and
-    recorded; then `harness serve --form w4a16-gptq --check` serves it and holds it to that score."""
-    task, task_path, mlruns = champion
+    """`harness export --format gptq` as a user types it: llm-compressor's GPTQ on the task's first 32 training
+    conversations (--calibration), the checkpoint served by vLLM (its CPU int4 kernels) and sent the stored test set,
+    both scores printed and recorded; then `harness serve --form w4a16-gptq --check` serves it and holds it to that
+    score."""
+    _, task_path, mlruns = champion
     out = tmp_path / "v2-gptq"
     command = [HARNESS, "export", str(task_path), "--alias", "champion", "--format", "gptq", "--out", str(out)]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=900,
+    done = subprocess.run([*command, "--calibration", "32"], capture_output=True, text=True, timeout=900,
                           env={**os.environ, "HARNESS_MLRUNS": str(mlruns), "COLUMNS": "200"})  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert f"legal-extractor v2 -> {out} (" in done.stdout and "MB, w4a16)" in done.stdout
@@ -316,7 +317,7 @@ def test_a_gptq_export_is_calibrated_served_by_vllm_scored_recorded_and_served_u
         tracking.configure()
         record = json.loads(tracking.model_version("legal-extractor", version=2).tags["harness.export.gptq.w4a16"])
     assert record["converter"] == export.COMPRESSOR_RELEASE
-    assert record["calibration_conversations"] == min(export.CALIBRATION_CONVERSATIONS, len(load_split(task, "train")))
+    assert record["calibration_conversations"] == 32  # --calibration: the first 32 training conversations
     assert record["size_bytes"] == (out / "model.safetensors").stat().st_size
     assert f"{record['f1_micro']:.4f} from the gptq checkpoint served by vLLM" in done.stdout
     assert f"{record['merged_f1_micro']:.4f} merged" in done.stdout

@@ -290,6 +290,13 @@ def export(
             help="Score the stored test set with the export loaded back (gguf) or served by vLLM (gptq, awq).",
         ),
     ] = True,
+    calibration: Annotated[
+        int | None,
+        typer.Option(
+            help="gptq, awq: calibrate on the first N training conversations (default 128; llm-compressor's"
+            " examples use 256-512)."
+        ),
+    ] = None,
     tracking_uri: TrackingUriOption = None,
 ) -> None:
     """Write a registered version as a GGUF file for llama.cpp / Ollama, or as 4-bit weights for vLLM (GPTQ, AWQ),
@@ -306,7 +313,7 @@ def export(
     tracking.configure(tracking_uri)
     done = exporting.export_version(
         config, alias=None if version else alias, version=version, format=format, quant=quant, adapter=adapter,
-        out=out, check=check, reporter=ConsoleProgress(errors, label="answers"),
+        out=out, check=check, calibration=calibration, reporter=ConsoleProgress(errors, label="answers"),
     )  # fmt: skip
     file = done.file
     held = ", ".join(f"{count} {kind}" for kind, count in file.tensor_types.items())
