@@ -370,12 +370,9 @@ def export_version(
       calibrated on the first `calibration` training conversations (CALIBRATION_CONVERSATIONS by default)."""
     check_format(format)
     check_quant(quant, format)
-    if calibration is not None and format not in W4A16_FORMATS:
-        raise HarnessError(
-            f"--calibration {calibration}: only gptq and awq calibrate; GGUF's quantisations here take no calibration"
-        )
-    if calibration is not None and calibration < 1:
-        raise HarnessError(f"--calibration {calibration}: calibrate on at least one training conversation")
+    if calibration is not None and (calibration < 1 or format not in W4A16_FORMATS):
+        why = "calibrate on at least one training conversation" if calibration < 1 else "only gptq and awq calibrate"
+        raise HarnessError(f"--calibration {calibration}: {why}")
     if adapter and format != "gguf":
         raise HarnessError(
             "--adapter is written as GGUF, for llama.cpp's --lora; vLLM serves the PEFT adapter as it is"
@@ -402,8 +399,8 @@ def export_version(
         file = convert_to_gguf(materialise_version(name, number), out, quant=quant)
     else:
         model_dir = materialise_version(name, number)
-        count = calibration or CALIBRATION_CONVERSATIONS
-        texts = calibration_texts(task, load_tokenizer(resolve_model(str(model_dir))), count)
+        tokenizer = load_tokenizer(resolve_model(str(model_dir)))
+        texts = calibration_texts(task, tokenizer, calibration or CALIBRATION_CONVERSATIONS)
         file, calibration_seconds = quantize_w4a16(model_dir, out, method=format, texts=texts)
         calibrated = {"calibration_conversations": len(texts), "calibration_seconds": calibration_seconds}
     convert_seconds = time.perf_counter() - started

@@ -83,7 +83,7 @@ def test_i_quants_and_unknown_types_are_refused_with_what_is_written_instead():
 def test_calibration_is_asked_of_gptq_and_awq_only_and_on_at_least_one_conversation():
     """Refused before any version is looked up or converted."""
     legal = load_task("legal")
-    with pytest.raises(HarnessError, match="--calibration 64: only gptq and awq calibrate; GGUF's quantisations"):
+    with pytest.raises(HarnessError, match="--calibration 64: only gptq and awq calibrate"):
         export.export_version(legal, alias="champion", format="gguf", quant="q4_0", calibration=64)
     with pytest.raises(HarnessError, match="--calibration 0: calibrate on at least one training conversation"):
         export.export_version(legal, alias="champion", format="gptq", quant="w4a16", calibration=0)
